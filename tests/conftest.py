@@ -1,0 +1,68 @@
+"""Fixtures for the real services: RabbitMQ, Valkey and Azurite on their usual local ports.
+
+`make test` starts them first (`python -m local services up`). Run alone, a test whose service is
+down is skipped with the reason; under CI (``CI=true``) it fails instead, so a missing service can
+never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+VALKEY_URL = os.environ.get("TEST_VALKEY_URL", "valkey://127.0.0.1:6379/15")
+AZURITE_CONNECTION_STRING = os.environ.get(
+    "TEST_AZURITE_CONNECTION_STRING",
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
+)
+_PORTS = {"rabbitmq": 5672, "valkey": 6379, "azurite": 10000}
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str) -> None:
+    """Skip (locally) or fail (CI) when ``name`` does not answer on its port."""
+    port = _PORTS[name]
+    if _answers(port):
+        return
+    reason = f"{name} is not answering on 127.0.0.1:{port}; start it with `python -m local services up`"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    require_service("rabbitmq")
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def valkey_url() -> str:
+    require_service("valkey")
+    return VALKEY_URL
+
+
+@pytest.fixture
+def azurite_connection_string() -> str:
+    require_service("azurite")
+    return AZURITE_CONNECTION_STRING
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A private copy of the environment for code that reads and writes settings."""
+    environ = dict(os.environ)
+    yield environ
