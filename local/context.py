@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import azure.functions as func
+from azure.functions import _abc
 
 T = TypeVar("T")
 
 
-class TraceContext(func.TraceContext):
+class TraceContext(_abc.TraceContext):
     """W3C trace context of the invocation (``traceparent``/``tracestate``)."""
 
     def __init__(self, trace_parent: str, trace_state: str, attributes: dict[str, str]) -> None:
@@ -32,7 +33,7 @@ class TraceContext(func.TraceContext):
         return self._attributes
 
 
-class RetryContext(func.RetryContext):
+class RetryContext(_abc.RetryContext):
     """Retry state; the host runs no retry policies, so it is always the first try."""
 
     @property

@@ -22,7 +22,9 @@ class SettingNotFoundError(HostError):
     """A ``%Setting%`` binding expression or connection names a setting that is not set."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"'%{name}%' does not resolve to a value: set '{name}' in the environment or local settings")
+        super().__init__(
+            f"'%{name}%' does not resolve to a value: set '{name}' in the environment or local settings"
+        )
         self.name = name
 
 

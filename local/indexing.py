@@ -8,8 +8,8 @@ then resolve ``%Setting%`` expressions in each binding as the host does at index
 from __future__ import annotations
 
 import importlib
-import json
 import inspect
+import json
 import logging
 import sys
 import typing
@@ -108,9 +108,9 @@ def load_app(app_dir: Path, environ: Mapping[str, str]) -> list[Any]:
         raise AppLoadError(f"{script.name}: indexing failed: {type(exc).__name__}: {exc}") from exc
 
 
-def index(functions: list[Any], app_dir: Path, environ: Mapping[str, str]) -> tuple[
-    list[IndexedFunction], list[IndexingError]
-]:
+def index(
+    functions: list[Any], app_dir: Path, environ: Mapping[str, str]
+) -> tuple[list[IndexedFunction], list[IndexingError]]:
     """Resolve each function's bindings; a function that cannot be used is reported, not run."""
     indexed: list[IndexedFunction] = []
     errors: list[IndexingError] = []

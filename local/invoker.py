@@ -73,12 +73,19 @@ class Invoker:
         except Exception as exc:
             log.error(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)",
-                fn.name, invocation_id, (time.perf_counter() - started) * 1000, exc_info=exc,
+                fn.name,
+                invocation_id,
+                (time.perf_counter() - started) * 1000,
+                exc_info=exc,
             )
             raise FunctionFailedError(fn.name, invocation_id) from exc
         duration = time.perf_counter() - started
-        log.debug("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", fn.name, invocation_id,
-                  duration * 1000)
+        log.debug(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
+            fn.name,
+            invocation_id,
+            duration * 1000,
+        )
         outputs = {name: out.get() for name, out in outs.items() if out.is_set}
         return InvocationResult(invocation_id, value, outputs, duration)
 

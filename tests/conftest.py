@@ -65,4 +65,4 @@ def azurite_connection_string() -> str:
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A private copy of the environment for code that reads and writes settings."""
     environ = dict(os.environ)
-    yield environ
+    return environ

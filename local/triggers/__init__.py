@@ -56,7 +56,9 @@ def build_listener(fn: IndexedFunction, ctx: ListenerContext) -> Listener:
     factory = factories.get(fn.trigger.type)
     if factory is None:
         supported = ", ".join(sorted([*factories, "httpTrigger"]))
-        raise IndexingError(fn.name, f"trigger type '{fn.trigger.type}' is not supported (supported: {supported})")
+        raise IndexingError(
+            fn.name, f"trigger type '{fn.trigger.type}' is not supported (supported: {supported})"
+        )
     return factory(fn, ctx)
 
 

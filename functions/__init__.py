@@ -1,0 +1,1 @@
+"""Blueprints of the tasklane function app: thin adapters from triggers to ``shared``."""

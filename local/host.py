@@ -1,0 +1,248 @@
+"""``python -m local start``: load settings, index the app, serve HTTP and run the triggers.
+
+The order follows the Functions host: settings first (so ``%Setting%`` resolves), then indexing,
+then listeners; on SIGINT/SIGTERM every listener stops taking work and hands back what it has not
+finished, the HTTP server drains, and connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from local.errors import AppLoadError, HostError, IndexingError
+from local.http.keys import KeyRing, ensure_host_key
+from local.http.server import DEFAULT_BODY_LIMIT, HttpFront, http_routes
+from local.indexing import IndexedFunction, index, load_app
+from local.invoker import Invoker
+from local.settings import HostConfig, apply_to_environment, environment, read_local_settings
+from local.triggers import Listener, ListenerContext, build_listener
+
+log = logging.getLogger("local.host")
+
+DEFAULT_PORT = 7071
+
+
+@dataclass
+class LoadedHost:
+    """Everything indexing produced: what serves HTTP, what listens, what failed."""
+
+    app_dir: Path
+    host_config: HostConfig
+    http_functions: list[IndexedFunction] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
+    errors: list[IndexingError] = field(default_factory=list)
+    invoker: Invoker | None = None
+    front: HttpFront | None = None
+    keys_file: Path | None = None
+
+
+def host_id(app_dir: Path, environ: MutableMapping[str, str]) -> str:
+    """The host id: ``AzureFunctionsWebHost__hostid``, else derived from the app folder's name.
+
+    Hosts of the same app share it, which is what makes a timer fire once across them.
+    """
+    configured = environ.get("AzureFunctionsWebHost__hostid")
+    if configured:
+        return configured
+    slug = re.sub(r"[^a-z0-9-]", "-", app_dir.resolve().name.lower()).strip("-") or "app"
+    return slug[:32]
+
+
+def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
+    """Apply local settings, import and index the app, and build its HTTP front and listeners."""
+    local_settings = read_local_settings(app_dir)
+    kept = apply_to_environment(local_settings, environ)
+    if local_settings.source:
+        log.info("Settings from %s (%d kept from the environment)", local_settings.source.name, len(kept))
+    host_config = HostConfig.load(app_dir)
+    indexed, errors = index(load_app(app_dir, environ), app_dir, environ)
+    invoker = Invoker(
+        thread_count=_int_setting(environ, "PYTHON_THREADPOOL_THREAD_COUNT"),
+        timeout=host_config.function_timeout_seconds,
+    )
+    loaded = LoadedHost(app_dir, host_config, errors=errors, invoker=invoker)
+    context = ListenerContext(invoker, host_config, environ, host_id(app_dir, environ))
+    for fn in indexed:
+        if fn.trigger.type == "httpTrigger":
+            loaded.http_functions.append(fn)
+            continue
+        try:
+            loaded.listeners.append(build_listener(fn, context))
+        except HostError as exc:
+            loaded.errors.append(exc if isinstance(exc, IndexingError) else IndexingError(fn.name, str(exc)))
+    routes, route_errors = http_routes(loaded.http_functions, host_config.route_prefix)
+    loaded.errors += route_errors
+    failed = {e.function_name for e in route_errors}
+    loaded.http_functions = [fn for fn in loaded.http_functions if fn.name not in failed]
+    if any(
+        str(fn.trigger.get("authLevel", "function")).lower() != "anonymous" for fn in loaded.http_functions
+    ):
+        loaded.keys_file = ensure_host_key(app_dir, environ)
+    keys = KeyRing.from_settings(environ, [fn.name for fn in loaded.http_functions])
+    body_limit = _int_setting(environ, "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or DEFAULT_BODY_LIMIT
+    loaded.front = HttpFront(loaded.http_functions, routes, keys, invoker, body_limit=body_limit)
+    return loaded
+
+
+def _int_setting(environ: MutableMapping[str, str], name: str) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise HostError(f"{name}='{raw}' is not a whole number")
+    return int(raw)
+
+
+def function_list(loaded: LoadedHost, base_url: str) -> str:
+    """The function list as ``func start`` prints it, with queues and schedules added."""
+    prefix = loaded.host_config.route_prefix
+    lines = ["", "Functions:", ""]
+    for fn in loaded.http_functions:
+        methods = ",".join(str(m).upper() for m in fn.trigger.get("methods") or ()) or "ALL"
+        route = (fn.trigger.get("route") or fn.name).strip("/")
+        path = f"{prefix}/{route}" if prefix else route
+        level = str(fn.trigger.get("authLevel") or "function").lower()
+        lines += [f"\t{fn.name}: [{methods}] {base_url}/{path}  (auth: {level})", ""]
+    for listener in loaded.listeners:
+        lines += [f"\t{listener.function.name}: {listener.describe()}", ""]
+    for error in loaded.errors:
+        lines += [f"\t{error.function_name}: ERROR {error.reason}", ""]
+    return "\n".join(lines)
+
+
+async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = None) -> None:
+    """Run the HTTP front and every listener until SIGINT/SIGTERM (or the task is cancelled)."""
+    assert loaded.front is not None
+    assert loaded.invoker is not None
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    config = uvicorn.Config(
+        loaded.front,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        timeout_graceful_shutdown=30,
+    )
+    server = _Server(config)
+    http_socket = _bind(port)
+    started: list[Listener] = []
+    try:
+        for listener in loaded.listeners:
+            await listener.start()
+            started.append(listener)
+        server_task = asyncio.create_task(server.serve(sockets=[http_socket]))
+        # uvicorn exposes `started` as a flag, not an event.
+        while not server.started and not server_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if server_task.done():
+            server_task.result()
+            raise HostError(f"the HTTP server on 127.0.0.1:{port} did not start")
+        log.info("Host started; press Ctrl+C to stop")
+        if ready is not None:
+            ready.set()
+        await stopping.wait()
+        log.info("Stopping: no new work is taken; in-flight work finishes or goes back to its queue")
+    finally:
+        # Stop taking messages and requests together, then let both drain.
+        server.should_exit = True
+        await asyncio.gather(*(listener.stop() for listener in started), return_exceptions=False)
+        if "server_task" in locals():
+            await server_task
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        loaded.invoker.close()
+        log.info("Host stopped")
+
+
+def _bind(port: int) -> socket.socket:
+    """Bind the HTTP port ourselves, so a port in use is a clear error rather than uvicorn's exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise HostError(f"port {port} is in use ({exc.strerror}); choose another with --port") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the host decides the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def configure_logging() -> None:
+    level = os.environ.get("TASKLANE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run(app_dir: Path, port: int | None = None) -> int:
+    """Start the host for ``app_dir``; the process exit code."""
+    configure_logging()
+    environ = environment()
+    app_dir = app_dir.resolve()
+    try:
+        loaded = load(app_dir, environ)
+    except AppLoadError as exc:
+        cause = exc.__cause__
+        if cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+        print(f"\nError: {exc}", file=sys.stderr)
+        return 1
+    except HostError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    if not loaded.http_functions and not loaded.listeners:
+        print(function_list(loaded, ""), file=sys.stderr)
+        print("Error: no function could be indexed; nothing to run", file=sys.stderr)
+        return 1
+    local_port = port or read_local_settings(app_dir).local_http_port or DEFAULT_PORT
+    print(function_list(loaded, f"http://localhost:{local_port}"), flush=True)
+    if loaded.keys_file is not None:
+        print(
+            f"Function key: generated in {loaded.keys_file} (print it with `python -m local keys`)\n",
+            flush=True,
+        )
+    try:
+        _run_loop(serve(loaded, local_port))
+    except HostError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_loop(main: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional: the standard loop works, only slower
+        asyncio.run(main)  # type: ignore[arg-type]
+        return
+    uvloop.run(main)  # type: ignore[arg-type]
