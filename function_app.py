@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from functions import health
+from functions import backlog, health, processing, tasks_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(health.bp)
+for blueprint in (health.bp, tasks_api.bp, processing.bp, backlog.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,16 @@
+"""Timer: read the queue backlog through the broker."""
+
+import logging
+
+import azure.functions as func
+
+from shared import runtime
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%BACKLOG_SCHEDULE%", run_on_startup=True, use_monitor=False)
+async def backlog_snapshot(timer: func.TimerRequest) -> None:
+    backlog = await runtime.broker().backlog()
+    log.info("Backlog of %s: %d active, %d dead-lettered", backlog.queue, backlog.active, backlog.dead_lettered)

@@ -1,0 +1,62 @@
+"""The broker contract: ``send``, ``send_batch``, ``backlog``, ``close``.
+
+Implementations: RabbitMQ (local profile), Service Bus (Azure) and an in-memory stub for tests.
+One contract suite (``tests/test_broker_contract.py``) runs against each that can run here.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to send: ``id`` is the task id (Service Bus duplicate detection keys on it)."""
+
+    id: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Queue depth as the broker reports it; ``scheduled`` is ``None`` where the broker cannot tell."""
+
+    queue: str
+    active: int
+    dead_lettered: int
+    scheduled: int | None = None
+    taken_at: float = field(default_factory=time.time)
+
+    @property
+    def total(self) -> int:
+        return self.active + (self.scheduled or 0)
+
+
+class Broker(ABC):
+    """Sends task messages to one queue and reports its backlog.
+
+    ``send`` and ``send_batch`` return only once the broker has the messages (publisher confirms,
+    or Service Bus's acknowledgement); anything less raises :class:`~shared.errors.BrokerError`.
+    """
+
+    queue: str
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await self.send_batch([message])
+
+    @abstractmethod
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Send every message, or raise; a partial failure raises too (callers may retry: ids dedupe)."""
+
+    @abstractmethod
+    async def backlog(self) -> Backlog:
+        """Active, dead-lettered and (where known) scheduled messages of the queue."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; the broker may be used again afterwards (it reconnects)."""

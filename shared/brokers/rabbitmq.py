@@ -1,0 +1,113 @@
+"""RabbitMQ broker (local profile): durable queue, dead-letter exchange, publisher confirms.
+
+The topology matches what the host's ``rabbitMQTrigger`` declares, so whichever side starts first
+creates it and the other finds it as expected: ``<queue>`` (durable, dead-lettering to
+``<queue>.dlx``) and ``<queue>.dlx`` → ``<queue>.dead-letter``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from shared.brokers.base import Backlog, Broker, OutgoingMessage
+from shared.errors import BrokerError
+from shared.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter_exchange(queue: str) -> str:
+    return f"{queue}.dlx"
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dead-letter"
+
+
+def queue_arguments(queue: str) -> dict[str, Any]:
+    """Arguments of the work queue; both sides must declare it with exactly these."""
+    return {"x-dead-letter-exchange": dead_letter_exchange(queue)}
+
+
+async def declare_topology(channel: AbstractChannel, queue: str) -> None:
+    """Declare the work queue, its dead-letter exchange and dead-letter queue (idempotent)."""
+    exchange = await channel.declare_exchange(dead_letter_exchange(queue), aio_pika.ExchangeType.FANOUT, durable=True)
+    dead = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+    await dead.bind(exchange, routing_key="")
+    await channel.declare_queue(queue, durable=True, arguments=queue_arguments(queue))
+
+
+class RabbitMQBroker(Broker):
+    """Publishes persistent messages with confirms over one robust connection, opened on first use."""
+
+    def __init__(self, url: Secret, queue: str) -> None:
+        self.queue = queue
+        self._url = url
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _publisher(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        async with self._lock:
+            if self._channel is None or self._channel.is_closed:
+                try:
+                    if self._connection is None or self._connection.is_closed:
+                        self._connection = await aio_pika.connect_robust(self._url.reveal())
+                    channel = await self._connection.channel(publisher_confirms=True)
+                    await declare_topology(channel, self.queue)
+                except (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+                    raise BrokerError(f"RabbitMQ is not reachable for queue '{self.queue}': {exc}") from exc
+                self._channel = channel
+        return self._channel
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
+        channel = await self._publisher()
+        exchange = channel.default_exchange
+        publishes = [
+            exchange.publish(
+                aio_pika.Message(
+                    m.body,
+                    message_id=m.id,
+                    headers=dict(m.headers),
+                    content_type=m.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=self.queue,
+                mandatory=True,
+            )
+            for m in messages
+        ]
+        # Every publish waits for its own confirm; together they share the round trips.
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise BrokerError(
+                f"RabbitMQ did not confirm {len(failures)} of {len(messages)} messages to '{self.queue}':"
+                f" {failures[0]!r}"
+            ) from failures[0]
+
+    async def backlog(self) -> Backlog:
+        channel = await self._publisher()
+        try:
+            queue = await channel.declare_queue(self.queue, passive=True)
+            dead = await channel.declare_queue(dead_letter_queue(self.queue), passive=True)
+        except (OSError, aiormq.exceptions.AMQPError) as exc:
+            raise BrokerError(f"cannot read the backlog of '{self.queue}': {exc}") from exc
+        active = queue.declaration_result.message_count or 0
+        dead_lettered = dead.declaration_result.message_count or 0
+        # RabbitMQ has no scheduled messages without a plugin.
+        return Backlog(self.queue, active=active, dead_lettered=dead_lettered, scheduled=None)
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()

@@ -1,0 +1,120 @@
+"""tasklane's settings: one frozen object, built from the environment in one place.
+
+Every other module takes a :class:`Settings` (or a part of it); none reads ``os.environ``. A missing
+or malformed setting is a :class:`~shared.errors.ConfigError` that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.errors import ConfigError
+from shared.secrets import Secret
+
+Profile = Literal["azure", "local"]
+
+#: Names of the settings the app reads; infra/ must set each of them (checked by a test).
+PROFILE = "TASKLANE_PROFILE"
+TASKS_QUEUE = "TASKS_QUEUE"
+RABBITMQ_CONNECTION = "RabbitMQConnection"
+SERVICEBUS_CONNECTION = "ServiceBusConnection"
+VALKEY_URL = "VALKEY_URL"
+VALKEY_PASSWORD = "VALKEY_PASSWORD"
+MAX_BACKLOG = "TASKS_MAX_BACKLOG"
+MAX_BODY_BYTES = "TASKS_MAX_BODY_BYTES"
+STATUS_TTL = "TASKS_STATUS_TTL_SECONDS"
+BACKLOG_SCHEDULE = "BACKLOG_SCHEDULE"
+
+
+@dataclass(frozen=True)
+class ServiceBusConnection:
+    """A connection string, or a namespace reached with an identity (``__fullyQualifiedNamespace``)."""
+
+    connection_string: Secret | None = None
+    fully_qualified_namespace: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tasklane's own code reads from app settings."""
+
+    profile: Profile = "local"
+    tasks_queue: str = "tasks"
+    rabbitmq_url: Secret | None = None
+    servicebus: ServiceBusConnection | None = None
+    valkey_url: str = "valkey://127.0.0.1:6379/0"
+    valkey_password: Secret | None = None
+    max_backlog: int = 100_000
+    max_body_bytes: int = 4 * 1024 * 1024
+    status_ttl_seconds: int = 7 * 24 * 3600
+    backlog_schedule: str = "*/30 * * * * *"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        profile = env.get(PROFILE, "azure").strip().lower()
+        if profile not in ("azure", "local"):
+            raise ConfigError(f"{PROFILE}='{profile}': expected 'azure' (Service Bus) or 'local' (RabbitMQ)")
+        settings = cls(
+            profile="local" if profile == "local" else "azure",
+            tasks_queue=_text(env, TASKS_QUEUE, "tasks"),
+            rabbitmq_url=Secret(env[RABBITMQ_CONNECTION]) if env.get(RABBITMQ_CONNECTION) else None,
+            servicebus=_servicebus(env),
+            valkey_url=_text(env, VALKEY_URL, cls.valkey_url),
+            valkey_password=Secret(env[VALKEY_PASSWORD]) if env.get(VALKEY_PASSWORD) else None,
+            max_backlog=_positive(env, MAX_BACKLOG, cls.max_backlog),
+            max_body_bytes=_positive(env, MAX_BODY_BYTES, cls.max_body_bytes),
+            status_ttl_seconds=_positive(env, STATUS_TTL, cls.status_ttl_seconds),
+            backlog_schedule=_text(env, BACKLOG_SCHEDULE, cls.backlog_schedule),
+        )
+        settings.require_broker()
+        return settings
+
+    def require_broker(self) -> None:
+        """The profile's broker connection must be set; say which setting is missing."""
+        if self.profile == "local" and self.rabbitmq_url is None:
+            raise ConfigError(f"{RABBITMQ_CONNECTION} is not set: the local profile sends to RabbitMQ")
+        if self.profile == "azure" and self.servicebus is None:
+            raise ConfigError(
+                f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace (or {SERVICEBUS_CONNECTION}) is not set:"
+                " the azure profile sends to Service Bus"
+            )
+
+
+def current_profile(environ: Mapping[str, str] | None = None) -> Profile:
+    """The profile alone: blueprints choose their trigger with it at import time."""
+    env = os.environ if environ is None else environ
+    return "local" if env.get(PROFILE, "azure").strip().lower() == "local" else "azure"
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}='{raw}' is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be greater than zero")
+    return value
+
+
+def _servicebus(env: Mapping[str, str]) -> ServiceBusConnection | None:
+    namespace = env.get(f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace", "").strip()
+    if namespace:
+        client_id = env.get(f"{SERVICEBUS_CONNECTION}__clientId", "").strip() or None
+        return ServiceBusConnection(fully_qualified_namespace=namespace, client_id=client_id)
+    connection_string = env.get(SERVICEBUS_CONNECTION, "").strip()
+    if connection_string:
+        return ServiceBusConnection(connection_string=Secret(connection_string))
+    return None
