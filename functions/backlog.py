@@ -1,4 +1,4 @@
-"""Timer: read the queue backlog through the broker."""
+"""Timer: snapshot the queue backlog through the broker into Valkey (stats and backpressure)."""
 
 import logging
 
@@ -13,4 +13,7 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%BACKLOG_SCHEDULE%", run_on_startup=True, use_monitor=False)
 async def backlog_snapshot(timer: func.TimerRequest) -> None:
     backlog = await runtime.broker().backlog()
-    log.info("Backlog of %s: %d active, %d dead-lettered", backlog.queue, backlog.active, backlog.dead_lettered)
+    await runtime.store().save_backlog(backlog)
+    log.info(
+        "Backlog of %s: %d active, %d dead-lettered", backlog.queue, backlog.active, backlog.dead_lettered
+    )

@@ -1,8 +1,8 @@
-"""Queue-triggered processing: Service Bus in Azure, RabbitMQ in the local profile."""
+"""Queue-triggered processing: Service Bus in Azure (batches), RabbitMQ in the local profile."""
 
 import azure.functions as func
 
-from shared import pipeline
+from shared import runtime
 from shared.config import current_profile
 
 bp = func.Blueprint()
@@ -16,7 +16,7 @@ if current_profile() == "local":
         connection_string_setting="RabbitMQConnection",
     )
     async def process_tasks(message: bytes) -> None:
-        await pipeline.process(message)
+        await runtime.processor().process([message])
 
 else:
 
@@ -27,5 +27,5 @@ else:
         cardinality=func.Cardinality.MANY,
     )
     async def process_tasks(messages: list[func.ServiceBusMessage]) -> None:
-        for message in messages:
-            await pipeline.process(message.get_body())
+        bodies = [m.get_body() for m in messages]
+        await runtime.processor().process(bodies, [m.message_id or "" for m in messages])

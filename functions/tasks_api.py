@@ -1,28 +1,60 @@
-"""HTTP API for tasks: submit."""
-
-import json
+"""HTTP API for tasks: submit, read status, read stats, readiness and the OpenAPI document."""
 
 import azure.functions as func
 
-from shared import pipeline, runtime
-from shared.errors import BrokerError, ValidationError
+from functions.responses import error_response, json_response, problem
+from shared import openapi, runtime, stats
+from shared.errors import TasklaneError
+from shared.status import task_view
 
 bp = func.Blueprint()
 
 
 @bp.route(route="tasks", methods=["POST"])
 async def submit_tasks(req: func.HttpRequest) -> func.HttpResponse:
+    content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return problem(415, "send the tasks as application/json", received=content_type or None)
+    body = req.get_body()
+    if len(body) > runtime.settings().max_body_bytes:
+        return problem(413, "body too large", limit_bytes=runtime.settings().max_body_bytes)
     try:
-        accepted = await pipeline.accept(runtime.broker(), req.get_body())
-    except ValidationError as exc:
-        body = {"error": "invalid submission", "details": [e.as_dict() for e in exc.errors]}
-        return func.HttpResponse(json.dumps(body), status_code=400, mimetype="application/json")
-    except BrokerError:
-        return func.HttpResponse('{"error":"broker unavailable"}', status_code=503, mimetype="application/json")
-    first = accepted[0]
-    return func.HttpResponse(
-        json.dumps({"id": first.id, "status": first.status}),
-        status_code=202,
-        mimetype="application/json",
-        headers={"Location": f"/api/tasks/{first.id}"},
+        accepted = await runtime.accepter().accept(body, req.headers.get("idempotency-key"))
+    except TasklaneError as exc:
+        return error_response(exc)
+    items = [{"id": task_id, "status": "queued"} for task_id in accepted.ids]
+    location = f"/api/tasks/{accepted.ids[0]}"
+    return json_response(items if accepted.is_batch else items[0], 202, {"Location": location})
+
+
+@bp.route(route="tasks/{id}", methods=["GET"])
+async def get_task(req: func.HttpRequest) -> func.HttpResponse:
+    task_id = req.route_params["id"]
+    try:
+        found = await runtime.store().task(task_id)
+    except TasklaneError as exc:
+        return error_response(exc)
+    if found is None:
+        return problem(404, "no such task", id=task_id)
+    return json_response(task_view(task_id, found))
+
+
+@bp.route(route="stats", methods=["GET"])
+async def get_stats(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return json_response(await stats.snapshot(runtime.store()))
+    except TasklaneError as exc:
+        return error_response(exc)
+
+
+@bp.route(route="ready", methods=["GET"])
+async def ready(req: func.HttpRequest) -> func.HttpResponse:
+    checks = await runtime.readiness()
+    return json_response(
+        {"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503
     )
+
+
+@bp.route(route="openapi.json", methods=["GET"])
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(openapi.document())

@@ -6,11 +6,24 @@ Each accessor builds its client on first use from :class:`~shared.config.Setting
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+from shared import tasks as _builtin_tasks  # noqa: F401  (registers the built-in task types)
 from shared.brokers import Broker, create_broker
 from shared.config import Settings
+from shared.pipeline import Accepter, Processor
+from shared.registry import registry
+from shared.store import Store
+
+log = logging.getLogger(__name__)
 
 _settings: Settings | None = None
 _broker: Broker | None = None
+_store: Store | None = None
+_accepter: Accepter | None = None
+_processor: Processor | None = None
 
 
 def settings() -> Settings:
@@ -27,9 +40,49 @@ def broker() -> Broker:
     return _broker
 
 
+def store() -> Store:
+    global _store
+    if _store is None:
+        config = settings()
+        _store = Store(config.valkey_url, config.valkey_password, status_ttl=config.status_ttl_seconds)
+    return _store
+
+
+def accepter() -> Accepter:
+    global _accepter
+    if _accepter is None:
+        _accepter = Accepter(broker(), store(), registry, max_backlog=settings().max_backlog)
+    return _accepter
+
+
+def processor() -> Processor:
+    global _processor
+    if _processor is None:
+        _processor = Processor(store(), registry)
+    return _processor
+
+
 async def reset() -> None:
     """Close and forget every client, so the next use builds them from the current settings."""
-    global _settings, _broker
-    broker_, _broker, _settings = _broker, None, None
+    global _settings, _broker, _store, _accepter, _processor
+    broker_, store_ = _broker, _store
+    _settings = _broker = _store = _accepter = _processor = None
     if broker_ is not None:
         await broker_.close()
+    if store_ is not None:
+        await store_.close()
+
+
+async def readiness(limit_seconds: float = 2.0) -> dict[str, bool]:
+    """Whether Valkey and the broker answer, each within ``limit_seconds``."""
+
+    async def check(probe: Awaitable[object]) -> bool:
+        try:
+            await asyncio.wait_for(probe, limit_seconds)
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+            log.warning("Readiness check failed: %s", exc)
+            return False
+        return True
+
+    valkey_ok, broker_ok = await asyncio.gather(check(store().ping()), check(broker().backlog()))
+    return {"valkey": valkey_ok, "broker": broker_ok}

@@ -38,7 +38,9 @@ def queue_arguments(queue: str) -> dict[str, Any]:
 
 async def declare_topology(channel: AbstractChannel, queue: str) -> None:
     """Declare the work queue, its dead-letter exchange and dead-letter queue (idempotent)."""
-    exchange = await channel.declare_exchange(dead_letter_exchange(queue), aio_pika.ExchangeType.FANOUT, durable=True)
+    exchange = await channel.declare_exchange(
+        dead_letter_exchange(queue), aio_pika.ExchangeType.FANOUT, durable=True
+    )
     dead = await channel.declare_queue(dead_letter_queue(queue), durable=True)
     await dead.bind(exchange, routing_key="")
     await channel.declare_queue(queue, durable=True, arguments=queue_arguments(queue))
@@ -64,7 +66,7 @@ class RabbitMQBroker(Broker):
                         self._connection = await aio_pika.connect_robust(self._url.reveal())
                     channel = await self._connection.channel(publisher_confirms=True)
                     await declare_topology(channel, self.queue)
-                except (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
                     raise BrokerError(f"RabbitMQ is not reachable for queue '{self.queue}': {exc}") from exc
                 self._channel = channel
         return self._channel

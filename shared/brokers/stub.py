@@ -26,7 +26,9 @@ class StubBroker(Broker):
         self.messages.extend(messages)
 
     async def backlog(self) -> Backlog:
-        return Backlog(self.queue, active=len(self.messages), dead_lettered=len(self.dead_letters), scheduled=0)
+        return Backlog(
+            self.queue, active=len(self.messages), dead_lettered=len(self.dead_letters), scheduled=0
+        )
 
     async def close(self) -> None:
         self.closed = True

@@ -1,0 +1,136 @@
+"""The task registry: each task type is one decorated async function.
+
+The handler's single parameter is annotated with a ``msgspec.Struct`` that is the payload schema;
+the registry validates payloads against it (naming the field at fault) and publishes it as JSON
+Schema for the OpenAPI document::
+
+    class AddPayload(msgspec.Struct, forbid_unknown_fields=True):
+        x: float
+        y: float
+
+    @registry.task("add", timeout=5, max_attempts=3, cache_ttl=300)
+    async def add(payload: AddPayload) -> float:
+        return payload.x + payload.y
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from shared.errors import ConfigError
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+#: The local RabbitMQ trigger dead-letters on the 5th failure; Service Bus's MaxDeliveryCount is
+#: set to the same in infra/, so no task type may ask for more attempts than a message gets.
+MAX_ATTEMPTS_LIMIT = 5
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A registered task type and how it runs."""
+
+    name: str
+    handler: Handler
+    payload_type: type[msgspec.Struct]
+    timeout: float
+    max_attempts: int
+    cache_ttl: int | None
+
+    def validate(self, payload: object) -> msgspec.Struct:
+        """The payload as its schema type; :class:`PayloadError` names the field at fault."""
+        try:
+            return msgspec.convert(payload, self.payload_type)
+        except msgspec.ValidationError as exc:
+            raise PayloadError.from_msgspec(exc) from exc
+
+
+class PayloadError(ValueError):
+    """A payload that does not fit its schema: ``field`` is a dotted path under ``payload``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    @classmethod
+    def from_msgspec(cls, exc: msgspec.ValidationError) -> PayloadError:
+        match = _AT.match(str(exc))
+        message = match.group("message") if match else str(exc)
+        path = (match.group("path") if match else None) or ""
+        # msgspec says "$.a.b" or "$[0]"; we speak of "payload.a.b".
+        field = "payload" + path
+        if message.startswith("Object missing required field"):
+            missing = message.split("`")[1]
+            field, message = f"{field}.{missing}", "required"
+        elif message.startswith("Object contains unknown field"):
+            unknown = message.split("`")[1]
+            field, message = f"{field}.{unknown}", "unknown field"
+        return cls(field, message)
+
+
+class Registry:
+    """Task types by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, TaskType] = {}
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 3,
+        cache_ttl: int | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register an async handler whose one parameter's annotation is its payload schema."""
+
+        def register(handler: Handler) -> Handler:
+            task_name = name or handler.__name__
+            if task_name in self._types:
+                raise ConfigError(f"task type '{task_name}' is registered twice")
+            if not inspect.iscoroutinefunction(handler):
+                raise ConfigError(f"task type '{task_name}': the handler must be an async function")
+            if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+                raise ConfigError(f"task type '{task_name}': max_attempts must be 1..{MAX_ATTEMPTS_LIMIT}")
+            if timeout <= 0 or (cache_ttl is not None and cache_ttl <= 0):
+                raise ConfigError(f"task type '{task_name}': timeout and cache_ttl must be positive")
+            self._types[task_name] = TaskType(
+                task_name, handler, _payload_type(task_name, handler), timeout, max_attempts, cache_ttl
+            )
+            return handler
+
+        return register
+
+    def get(self, name: str) -> TaskType | None:
+        return self._types.get(name)
+
+    def __iter__(self) -> Iterator[TaskType]:
+        return iter(sorted(self._types.values(), key=lambda t: t.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+
+def _payload_type(name: str, handler: Handler) -> type[msgspec.Struct]:
+    params = list(inspect.signature(handler).parameters)
+    hints = typing.get_type_hints(handler)
+    annotation = hints.get(params[0]) if len(params) == 1 else None
+    if not (isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)):
+        raise ConfigError(
+            f"task type '{name}': the handler takes exactly one parameter annotated with a msgspec.Struct"
+        )
+    return annotation
+
+
+#: The app's registry; ``shared.tasks`` registers the built-in types on import.
+registry = Registry()

@@ -1,0 +1,70 @@
+"""The ``/api/stats`` snapshot, read from Valkey in one round trip."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from shared.histogram import percentiles
+from shared.store import BACKLOG, CACHE_INDEX, COUNTERS, THROUGHPUT_WINDOW, P, Store
+
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+async def snapshot(store: Store) -> dict[str, Any]:
+    """Backlog, totals (overall and per type), throughput, latency percentiles and cache figures."""
+    now = time.time()
+    second = int(now)
+    pipe = store.client.pipeline(transaction=False)
+    pipe.hgetall(COUNTERS)
+    pipe.hgetall(P + "hist:queue_wait")
+    pipe.hgetall(P + "hist:duration")
+    pipe.get(BACKLOG)
+    # Expired cache entries leave the index here, so it only ever counts live keys.
+    pipe.zremrangebyscore(CACHE_INDEX, "-inf", now)
+    pipe.zcard(CACHE_INDEX)
+    pipe.mget([f"{P}tp:{s}" for s in range(second - THROUGHPUT_WINDOW, second)])
+    counters_raw, wait_raw, duration_raw, backlog_raw, _, cached_keys, per_second = await pipe.execute()
+    counters = {k.decode(): int(v) for k, v in counters_raw.items()}
+    processed_last_minute = sum(int(v) for v in per_second if v)
+    backlog = json.loads(backlog_raw) if backlog_raw else None
+    if backlog is not None:
+        backlog["age_seconds"] = round(now - backlog["taken_at"], 3)
+    hits, misses = counters.get("cache_hits", 0), counters.get("cache_misses", 0)
+    return {
+        "backlog": backlog,
+        "totals": {
+            name: counters.get(name, 0)
+            for name in ("accepted", "processed", "failed", "dead_lettered", "undecodable")
+        },
+        "per_type": _per_type(counters),
+        "throughput": {
+            "window_seconds": THROUGHPUT_WINDOW,
+            "processed": processed_last_minute,
+            "per_second": round(processed_last_minute / THROUGHPUT_WINDOW, 2),
+        },
+        "latency_seconds": {"queue_wait": _quantiles(wait_raw), "processing": _quantiles(duration_raw)},
+        "cache": {
+            "hits": hits,
+            "misses": misses,
+            "keys": cached_keys,
+            "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+        },
+        "taken_at": now,
+    }
+
+
+def _per_type(counters: dict[str, int]) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for name, value in counters.items():
+        kind, _, task_type = name.partition(":")
+        if task_type and kind in ("accepted", "processed", "failed"):
+            found.setdefault(task_type, {"accepted": 0, "processed": 0, "failed": 0})[kind] = value
+    return dict(sorted(found.items()))
+
+
+def _quantiles(raw: dict[bytes, bytes]) -> dict[str, float | None]:
+    counts = {int(k): int(v) for k, v in raw.items()}
+    found = percentiles(counts, QUANTILES)
+    return {f"p{round(q * 100)}": (round(v, 6) if v is not None else None) for q, v in found.items()}

@@ -1,0 +1,71 @@
+"""Built-in task types: ``echo``, ``add``, ``sleep``, ``cpu`` and ``fail``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Annotated, Any
+
+import msgspec
+
+from shared.registry import registry
+
+
+class EchoPayload(msgspec.Struct):
+    """Anything: echoed back as the result."""
+
+    message: Any = None
+
+
+class AddPayload(msgspec.Struct, forbid_unknown_fields=True):
+    x: float
+    y: float
+
+
+class SleepPayload(msgspec.Struct, forbid_unknown_fields=True):
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=60)]
+
+
+class CpuPayload(msgspec.Struct, forbid_unknown_fields=True):
+    """Key-stretch ``data`` with PBKDF2-SHA256: CPU-bound work of a size the caller chooses."""
+
+    iterations: Annotated[int, msgspec.Meta(ge=1, le=5_000_000)] = 100_000
+    data: Annotated[str, msgspec.Meta(max_length=4096)] = "tasklane"
+
+
+class FailPayload(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=1024)] = "fail always fails"
+
+
+class TaskHandlerError(RuntimeError):
+    """What ``fail`` raises."""
+
+
+@registry.task("echo", timeout=5, max_attempts=3)
+async def echo(payload: EchoPayload) -> Any:
+    return payload.message
+
+
+@registry.task("add", timeout=5, max_attempts=3, cache_ttl=300)
+async def add(payload: AddPayload) -> float:
+    return payload.x + payload.y
+
+
+@registry.task("sleep", timeout=65, max_attempts=2)
+async def sleep(payload: SleepPayload) -> float:
+    await asyncio.sleep(payload.seconds)
+    return payload.seconds
+
+
+@registry.task("cpu", timeout=60, max_attempts=2, cache_ttl=600)
+async def cpu(payload: CpuPayload) -> str:
+    # Off the event loop: hashlib releases the GIL while it hashes, so other tasks keep flowing.
+    digest = await asyncio.to_thread(
+        hashlib.pbkdf2_hmac, "sha256", payload.data.encode(), b"tasklane", payload.iterations
+    )
+    return digest.hex()
+
+
+@registry.task("fail", timeout=5, max_attempts=3)
+async def fail(payload: FailPayload) -> None:
+    raise TaskHandlerError(payload.reason)
