@@ -24,7 +24,7 @@ async def snapshot(store: Store) -> dict[str, Any]:
     # Expired cache entries leave the index here, so it only ever counts live keys.
     pipe.zremrangebyscore(CACHE_INDEX, "-inf", now)
     pipe.zcard(CACHE_INDEX)
-    pipe.mget([f"{P}tp:{s}" for s in range(second - THROUGHPUT_WINDOW, second)])
+    pipe.mget([f"{P}tp:{s}" for s in range(second - THROUGHPUT_WINDOW + 1, second + 1)])
     counters_raw, wait_raw, duration_raw, backlog_raw, _, cached_keys, per_second = await pipe.execute()
     counters = {k.decode(): int(v) for k, v in counters_raw.items()}
     processed_last_minute = sum(int(v) for v in per_second if v)

@@ -156,7 +156,8 @@ class Store:
         now = time.time()
         for envelope, cache in attempts:
             keys = [task_key(envelope.id)] + ([cache] if cache else [])
-            self._begin(
+            # With a pipeline as client this only queues the script call (loaded on execute if needed).
+            await self._begin(
                 keys=keys, args=[now, self._status_ttl, envelope.type, envelope.submitted_at], client=pipe
             )
         found = []
