@@ -250,5 +250,5 @@ async def test_handler_timeout_is_a_failure(store: Store) -> None:
     sleep_type = registry.get("sleep")
     assert sleep_type is not None
     quick._registry = type("R", (), {"get": staticmethod(lambda name: replace(sleep_type, timeout=0.05))})()  # type: ignore[assignment]
-    with pytest.raises(TaskFailedError, match="longer than 0.05s"):
+    with pytest.raises(TaskFailedError, match=r"longer than 0\.05s"):
         await quick.process([envelope.encode()])
