@@ -1,0 +1,324 @@
+"""``rabbitMQTrigger``: consume a queue and invoke the function per message, as the RabbitMQ extension.
+
+The extension's rule, kept here: ``basic.qos(prefetchCount)`` (``extensions.rabbitMQ.prefetchCount``,
+default 30), manual acks, deliveries handled concurrently as they arrive. Success acks. Failure
+reads ``x-ms-rabbitmq-requeuecount``, adds one, and at 5 rejects without requeue (the queue's
+dead-letter exchange takes the message); below 5 it republishes a copy with the new count to the
+default exchange and only then acks the original, so a fixed number of tries is possible.
+
+Beyond the extension: the queue and its dead-letter topology are declared when absent, republished
+copies wait for the publisher confirm before the original is acked, and a lost connection is
+re-established with capped, jittered exponential backoff. A message is acked only after its
+invocation finished; one whose channel died meanwhile is redelivered by the broker (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+
+from local.errors import FunctionFailedError, HostError
+from local.indexing import IndexedFunction
+from local.invoker import Invoker
+from local.rabbitmq_topology import declare_queue_topology
+from local.triggers import ListenerContext
+from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
+
+log = logging.getLogger(__name__)
+
+REQUEUE_COUNT_HEADER = "x-ms-rabbitmq-requeuecount"
+#: The extension's fixed limit: the 5th failure dead-letters the message.
+MAX_REQUEUE_COUNT = 5
+DEFAULT_SHUTDOWN_GRACE = 10.0
+CONNECT_TIMEOUT = 10.0
+
+
+def reconnect_delay(attempt: int, jitter: float, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based), ``jitter`` drawn from ``[0, 1]``.
+
+    Capped exponential with "equal jitter": half the ceiling is fixed so a flapping broker is never
+    hammered, half is random so several hosts do not reconnect in lockstep.
+    """
+    ceiling = min(cap, base * 2.0 ** min(attempt, 62))  # the exponent bound keeps the float finite
+    return ceiling / 2 + ceiling / 2 * min(max(jitter, 0.0), 1.0)
+
+
+def next_requeue_count(headers: Mapping[str, Any]) -> int:
+    """The requeue count after one more failure; a missing or unreadable header counts as 0."""
+    raw = headers.get(REQUEUE_COUNT_HEADER)
+    if isinstance(raw, bytes | bytearray):
+        raw = raw.decode("ascii", "replace")
+    try:
+        return int(raw) + 1 if raw is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def _header_text(headers: Mapping[str, Any], name: str) -> str:
+    # The .NET client writes traceparent as a byte array; other publishers write a string.
+    value = headers.get(name)
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class _Session:
+    """One connection's worth of consuming; replaced as a whole when the connection is lost."""
+
+    connection: AbstractConnection
+    channel: AbstractChannel
+    queue: AbstractQueue
+    consumer_tag: str
+    consumer_cancelled: asyncio.Event
+
+
+class RabbitMQListener:
+    """Runs one ``rabbitMQTrigger`` function; see the module docstring for the delivery rules."""
+
+    def __init__(
+        self,
+        fn: IndexedFunction,
+        ctx: ListenerContext,
+        *,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        reconnect_base: float = 0.5,
+        reconnect_cap: float = 30.0,
+    ) -> None:
+        self.function = fn
+        self.options = RabbitMQTriggerOptions.from_function(fn, ctx)
+        self.queue_name = self.options.queue_name
+        self._invoker: Invoker = ctx.invoker
+        self._grace = shutdown_grace
+        self._reconnect_base = reconnect_base
+        self._reconnect_cap = reconnect_cap
+        self._session: _Session | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def describe(self) -> str:
+        """``rabbitMQTrigger (queue <name>)``."""
+        return f"rabbitMQTrigger (queue {self.queue_name})"
+
+    async def start(self) -> None:
+        """Declare the queue topology and start consuming; raise :class:`HostError` if unreachable."""
+        try:
+            self._session = await self._open_session()
+        except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+            raise HostError(
+                f"Function '{self.function.name}': cannot consume RabbitMQ queue '{self.queue_name}'"
+                f" at {self.options.safe_url}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"rabbitmq:{self.queue_name}")
+        log.info(
+            "Listening on RabbitMQ queue %s for %s (prefetch %d)",
+            self.queue_name,
+            self.function.name,
+            self.options.prefetch_count,
+        )
+
+    async def stop(self) -> None:
+        """Cancel the consumer, let in-flight invocations finish within the grace period, close.
+
+        What has not finished by then is never acked: closing the channel returns it to the queue.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.queue.cancel(session.consumer_tag, timeout=CONNECT_TIMEOUT)
+        pending = set(self._inflight)
+        if pending:
+            log.info(
+                "Waiting up to %gs for %d in-flight messages of %s",
+                self._grace,
+                len(pending),
+                self.queue_name,
+            )
+            _, pending = await asyncio.wait(pending, timeout=self._grace)
+        if session is not None:
+            await _close_quietly(session.connection)
+        if pending:
+            log.warning(
+                "%d messages of %s did not finish within %gs; returned to the queue unacknowledged",
+                len(pending),
+                self.queue_name,
+                self._grace,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("Stopped listening on RabbitMQ queue %s", self.queue_name)
+
+    async def _open_session(self) -> _Session:
+        connection = await aio_pika.connect(
+            self.options.url,
+            timeout=CONNECT_TIMEOUT,
+            client_properties={"connection_name": f"tasklane-local {self.function.name}"},
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await declare_queue_topology(channel, self.queue_name)
+            # After the topology: a declaration that met PRECONDITION_FAILED reopened the channel,
+            # which would have dropped a QoS set earlier.
+            await channel.set_qos(prefetch_count=self.options.prefetch_count)
+            queue = await channel.get_queue(self.queue_name, ensure=False)
+            cancelled = asyncio.Event()
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
+            tag = await queue.consume(self._on_message)
+        except BaseException:
+            await _close_quietly(connection)
+            raise
+        return _Session(connection, channel, queue, tag, cancelled)
+
+    async def _supervise(self) -> None:
+        """Wait for the session to end (connection, channel or consumer lost) and replace it."""
+        while True:
+            session = self._session
+            assert session is not None
+            ended = [
+                asyncio.ensure_future(session.connection.closed()),
+                asyncio.ensure_future(session.channel.closed()),
+                asyncio.ensure_future(session.consumer_cancelled.wait()),
+            ]
+            try:
+                await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in ended:
+                    waiter.cancel()
+            log.warning("Lost the RabbitMQ consumer of queue %s; reconnecting", self.queue_name)
+            self._session = None
+            await _close_quietly(session.connection)
+            self._session = await self._reconnect()
+            log.info("Reconnected to RabbitMQ; consuming queue %s again", self.queue_name)
+
+    async def _reconnect(self) -> _Session:
+        attempt = 0
+        while True:
+            delay = reconnect_delay(
+                attempt, random.random(), base=self._reconnect_base, cap=self._reconnect_cap
+            )
+            await asyncio.sleep(delay)
+            try:
+                return await self._open_session()
+            except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+                attempt += 1
+                log.warning(
+                    "Reconnect %d to RabbitMQ for queue %s failed after %.1fs wait: %s: %s",
+                    attempt,
+                    self.queue_name,
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # aiormq runs this callback in a task it cancels when the channel closes; the invocation
+        # gets a task of its own so a lost connection never interrupts a running function.
+        if self._stopping:
+            log.debug(
+                "Message %s (delivery tag %s) left unacknowledged: the listener is stopping",
+                message.message_id,
+                message.delivery_tag,
+            )
+            return
+        task = asyncio.create_task(self._process(message), name=f"rabbitmq:{message.delivery_tag}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        headers: Mapping[str, Any] = message.headers or {}
+        invocation_id = str(uuid.uuid4())
+        log.debug(
+            "Message %s (delivery tag %s) from queue %s: invocation %s",
+            message.message_id,
+            message.delivery_tag,
+            self.queue_name,
+            invocation_id,
+        )
+        body = message.body if self.options.as_bytes else message.body.decode("utf-8", "replace")
+        try:
+            await self._invoker.invoke(
+                self.function,
+                {self.function.trigger.name: body},
+                trace_parent=_header_text(headers, "traceparent"),
+                trace_state=_header_text(headers, "tracestate"),
+                invocation_id=invocation_id,
+            )
+            succeeded = True
+        except Exception as exc:
+            if not isinstance(exc, FunctionFailedError):
+                log.exception(
+                    "Invocation %s of message %s failed in the host", invocation_id, message.message_id
+                )
+            succeeded = False
+        try:
+            if succeeded:
+                await message.ack()
+                log.debug("Acked message %s (delivery tag %s)", message.message_id, message.delivery_tag)
+            else:
+                await self._retry_or_dead_letter(message, headers)
+        except Exception as exc:
+            # Nothing was acked: the broker redelivers the message once its channel is gone.
+            log.warning(
+                "Message %s (delivery tag %s) of queue %s not settled, the broker redelivers it: %s: %s",
+                message.message_id,
+                message.delivery_tag,
+                self.queue_name,
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _retry_or_dead_letter(
+        self, message: AbstractIncomingMessage, headers: Mapping[str, Any]
+    ) -> None:
+        count = next_requeue_count(headers)
+        if count >= MAX_REQUEUE_COUNT:
+            await message.reject(requeue=False)
+            log.warning(
+                "Message %s (delivery tag %s) failed %d times: rejected to the dead-letter exchange of %s",
+                message.message_id,
+                message.delivery_tag,
+                count,
+                self.queue_name,
+            )
+            return
+        # Reject with requeue would retry forever; a copy carries the count (the extension's way).
+        properties = message.properties
+        properties.headers = {**headers, REQUEUE_COUNT_HEADER: count}
+        confirmation = await message.channel.basic_publish(
+            message.body, exchange="", routing_key=self.queue_name, properties=properties
+        )
+        if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+            raise HostError(f"the broker did not confirm the retry copy ({confirmation!r})")
+        await message.ack()
+        log.info(
+            "Message %s (delivery tag %s) failed; requeued as try %d of %d",
+            message.message_id,
+            message.delivery_tag,
+            count + 1,
+            MAX_REQUEUE_COUNT,
+        )
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    # The connection may already be half gone; closing it is only to release what is left.
+    with contextlib.suppress(Exception):
+        await connection.close()
