@@ -234,7 +234,7 @@ class RabbitMQListener:
         # gets a task of its own so a lost connection never interrupts a running function.
         if self._stopping:
             log.debug(
-                "Message %s (delivery tag %s) left unacknowledged: the listener is stopping",
+                "Message %s (delivery tag %s) left for redelivery: stopping",
                 message.message_id,
                 message.delivery_tag,
             )
@@ -276,13 +276,13 @@ class RabbitMQListener:
             else:
                 await self._retry_or_dead_letter(message, headers)
         except Exception as exc:
-            # Nothing was acked: the broker redelivers the message once its channel is gone.
+            # The original was not acked, so the broker redelivers it once its channel is gone (a
+            # retry copy published just before may then run too: at least once, never lost).
             log.warning(
-                "Message %s (delivery tag %s) of queue %s not settled, the broker redelivers it: %s: %s",
+                "Message %s (delivery tag %s) of queue %s not settled, the broker redelivers it: %r",
                 message.message_id,
                 message.delivery_tag,
                 self.queue_name,
-                type(exc).__name__,
                 exc,
             )
 
