@@ -10,16 +10,23 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A message to send: ``id`` is the task id (Service Bus duplicate detection keys on it)."""
+    """A message to send: ``id`` is the task id (Service Bus duplicate detection keys on it).
+
+    ``scheduled_at`` (UTC; a naive datetime is read as UTC) asks Service Bus to enqueue the message
+    only at that time. RabbitMQ has no scheduled delivery without a plugin: it ignores the field and
+    delivers at once.
+    """
 
     id: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,235 @@
+"""Service Bus broker (Azure profile): the async SDK, an identity-based connection, message id = task id.
+
+One ``ServiceBusClient`` and one queue sender per broker, made on first use and kept: opening a
+connection and a link costs round trips and a token exchange, far too much per request. The SDK's
+sender and batches are not coroutine-safe (its README says so) while concurrent invocations share
+this broker, so sends take turns behind a lock. The backlog comes from the administration client
+(HTTPS), whose queue runtime properties carry the active, dead-lettered and scheduled counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+from azure.core.pipeline.transport import AsyncHttpTransport
+from azure.identity.aio import DefaultAzureCredential
+from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, parse_connection_string
+from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+from azure.servicebus.aio.management import ServiceBusAdministrationClient
+from azure.servicebus.exceptions import (
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
+)
+
+from shared.brokers.base import Backlog, Broker, OutgoingMessage
+from shared.config import SERVICEBUS_CONNECTION, ServiceBusConnection
+from shared.errors import BrokerError, ConfigError
+
+log = logging.getLogger(__name__)
+
+# The AMQP side (send) and the HTTP side (backlog, credentials) each report a refusal their own way.
+_ACCESS_ERRORS = (ServiceBusAuthenticationError, ServiceBusAuthorizationError, ClientAuthenticationError)
+
+
+class ServiceBusBroker(Broker):
+    """Sends to one Service Bus queue in as few batches as the size limit allows.
+
+    ``retry_total`` is how often the SDK retries a failed send or backlog read (its own default).
+    ``http_transport`` replaces the administration client's HTTP transport; tests pass a double.
+    """
+
+    def __init__(
+        self,
+        connection: ServiceBusConnection,
+        queue: str,
+        *,
+        retry_total: int = 3,
+        http_transport: AsyncHttpTransport[Any, Any] | None = None,
+    ) -> None:
+        if not connection.fully_qualified_namespace and not connection.connection_string:
+            raise ConfigError(f"{SERVICEBUS_CONNECTION} has neither a namespace nor a connection string")
+        self.queue = queue
+        self._connection = connection
+        self._retry_total = retry_total
+        self._http_transport = http_transport
+        self._credential: DefaultAzureCredential | None = None
+        self._client: ServiceBusClient | None = None
+        self._sender: ServiceBusSender | None = None
+        self._admin: ServiceBusAdministrationClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Send every message; each batch returns once Service Bus has acknowledged it."""
+        if not messages:
+            return
+        async with self._lock:
+            try:
+                sender = self._queue_sender()
+                # Batch everything before sending anything, so a message that can never fit fails
+                # the call without half of it enqueued.
+                batches = await self._batches(sender, messages)
+                for batch in batches:
+                    await sender.send_messages(batch)
+            except AzureError as exc:
+                raise _broker_error(f"send {len(messages)} messages to", self.queue, exc) from exc
+        ids = ", ".join(m.id for m in messages)
+        log.debug("sent tasks %s to '%s' in %d batch(es)", ids, self.queue, len(batches))
+
+    async def backlog(self) -> Backlog:
+        """The queue's active, dead-lettered and scheduled message counts, as Service Bus reports them."""
+        try:
+            runtime = await self._administration().get_queue_runtime_properties(self.queue)
+        except AzureError as exc:
+            raise _broker_error("read the backlog of", self.queue, exc) from exc
+        return Backlog(
+            self.queue,
+            active=runtime.active_message_count or 0,
+            dead_lettered=runtime.dead_letter_message_count or 0,
+            scheduled=runtime.scheduled_message_count,
+        )
+
+    async def close(self) -> None:
+        """Close the sender, clients and credential; the next call opens new ones."""
+        async with self._lock:  # let a send in flight finish rather than cut its link
+            closeables = (self._sender, self._client, self._admin, self._credential)
+            self._sender = self._client = self._admin = self._credential = None
+        for closeable in closeables:
+            if closeable is None:
+                continue
+            try:
+                await closeable.close()
+            except (AzureError, OSError) as exc:
+                # Nothing to retry on close; the connection is abandoned either way.
+                log.warning("closing %s for '%s' failed: %s", type(closeable).__name__, self.queue, exc)
+
+    async def _batches(
+        self, sender: ServiceBusSender, messages: Sequence[OutgoingMessage]
+    ) -> list[ServiceBusMessageBatch]:
+        batches: list[ServiceBusMessageBatch] = []
+        for message in messages:
+            outgoing = _servicebus_message(message)
+            if batches and _added(batches[-1], outgoing):
+                continue
+            batches.append(await sender.create_message_batch())
+            if not _added(batches[-1], outgoing):
+                raise _too_large(message, self.queue, batches[-1].max_size_in_bytes)
+        return batches
+
+    def _queue_sender(self) -> ServiceBusSender:
+        if self._sender is None:
+            # The sender opens its link lazily, on the first batch it is asked for.
+            self._sender = self._servicebus_client().get_queue_sender(self.queue)
+        return self._sender
+
+    def _servicebus_client(self) -> ServiceBusClient:
+        if self._client is None:
+            namespace = self._connection.fully_qualified_namespace
+            if namespace:
+                self._client = ServiceBusClient(
+                    namespace, credential=self._identity(), retry_total=self._retry_total
+                )
+            else:
+                self._client = ServiceBusClient.from_connection_string(
+                    self._connection_string(), retry_total=self._retry_total
+                )
+        return self._client
+
+    def _administration(self) -> ServiceBusAdministrationClient:
+        if self._admin is None:
+            options: dict[str, Any] = {"retry_total": self._retry_total}
+            if self._http_transport is not None:
+                options["transport"] = self._http_transport
+            namespace = self._connection.fully_qualified_namespace
+            if namespace:
+                self._admin = ServiceBusAdministrationClient(namespace, self._identity(), **options)
+            else:
+                self._admin = ServiceBusAdministrationClient.from_connection_string(
+                    self._connection_string(), **options
+                )
+        return self._admin
+
+    def _identity(self) -> DefaultAzureCredential:
+        if self._credential is None:
+            # A user-assigned managed identity is named by its client id; None picks the system one.
+            self._credential = DefaultAzureCredential(managed_identity_client_id=self._connection.client_id)
+        return self._credential
+
+    def _connection_string(self) -> str:
+        secret = self._connection.connection_string
+        assert secret is not None  # checked in __init__
+        value = secret.reveal()
+        try:
+            parse_connection_string(value)
+        except ValueError as exc:
+            # Name the setting, which the SDK cannot; its reasons never quote the value.
+            raise ConfigError(
+                f"{SERVICEBUS_CONNECTION} is not a Service Bus connection string: {exc}"
+            ) from None
+        return value
+
+
+def _servicebus_message(message: OutgoingMessage) -> ServiceBusMessage:
+    # Typed as Any-valued because the SDK's property map is invariant in its value type.
+    properties: dict[str | bytes, Any] = {key: value for key, value in message.headers.items()}
+    return ServiceBusMessage(
+        message.body,
+        message_id=message.id,
+        application_properties=properties or None,
+        content_type=message.content_type,
+        scheduled_enqueue_time_utc=message.scheduled_at,
+    )
+
+
+def _added(batch: ServiceBusMessageBatch, message: ServiceBusMessage) -> bool:
+    """Add ``message`` if the batch has room; the SDK answers "no room" with an exception."""
+    try:
+        batch.add_message(message)
+    except MessageSizeExceededError:
+        return False
+    return True
+
+
+def _too_large(message: OutgoingMessage, queue: str, limit: int) -> BrokerError:
+    return BrokerError(
+        f"message '{message.id}' for queue '{queue}' is too large for Service Bus:"
+        f" {len(message.body)} body bytes, and a batch holds at most {limit} bytes"
+    )
+
+
+def _broker_error(action: str, queue: str, exc: AzureError) -> BrokerError:
+    """Name the queue, what failed, and the SDK's own reason on one line."""
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    if isinstance(exc, (MessagingEntityNotFoundError, ResourceNotFoundError)) or status == 404:
+        kind = "the queue does not exist"
+    elif isinstance(exc, _ACCESS_ERRORS) or status in (401, 403):
+        kind = "access was refused (check the key's claims, or the identity's Service Bus role)"
+    else:
+        kind = type(exc).__name__
+    reason = str(exc.message or exc)
+    detail = _error_detail(exc)
+    if detail and detail not in reason:
+        reason = f"{reason} ({detail})"
+    return BrokerError(f"Service Bus could not {action} queue '{queue}': {kind}: {' '.join(reason.split())}")
+
+
+def _error_detail(exc: AzureError) -> str | None:
+    """The ``<Detail>`` of Service Bus's XML error body, which the SDK leaves out of a 401's message."""
+    if not isinstance(exc, HttpResponseError) or exc.response is None:
+        return None
+    try:
+        found = re.search(r"<Detail>(.*?)</Detail>", exc.response.text(), re.DOTALL)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return found.group(1).strip() if found else None
