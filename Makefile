@@ -1,0 +1,54 @@
+# Every task of the project, for people and CI alike (.ci/run is `make test` on a fresh machine).
+#   make run      the app in the offline host, services started or installed as needed
+#   make test     the test suite against real Valkey, RabbitMQ and Azurite (PYTEST_ARGS passed on)
+#   make check    ruff, ruff format, mypy --strict, then the tests
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Reinstalled only when pyproject.toml changes, so every target below starts quickly.
+DEPS := $(VENV)/.deps-installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv deps services run test check bench clean-services
+
+help:
+	@echo "make run | test | check | services | clean-services | bench | deps"
+
+venv deps: $(DEPS)
+
+$(DEPS): pyproject.toml
+	@if ! $(PY) -m pip --version >/dev/null 2>&1; then \
+	    echo "creating $(VENV) with $(PYTHON)"; rm -rf $(VENV); \
+	    $(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed;" \
+	        "on Debian/Ubuntu: sudo apt-get install -y python3.11-venv" >&2; rm -rf $(VENV); exit 1; }; \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[local,dev]"
+	@touch $@
+
+services: $(DEPS)
+	$(PY) -m local services up
+
+run: $(DEPS)
+	@test -f local.settings.json || cp local.settings.emulator.json local.settings.json
+	$(PY) -m local start
+
+test: $(DEPS) services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: $(DEPS)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	@$(MAKE) --no-print-directory test
+
+bench: $(DEPS)
+	@if [ -f bench/__init__.py ] || [ -f bench/__main__.py ]; then \
+	    $(PY) -m bench; \
+	else \
+	    echo "make bench: the bench package is not there yet"; \
+	fi
+
+clean-services: $(DEPS)
+	$(PY) -m local services down
