@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 # Reinstalled only when pyproject.toml changes, so every target below starts quickly.
 DEPS := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv deps services run test check bench clean-services
@@ -43,12 +44,11 @@ check: $(DEPS)
 	$(PY) -m mypy
 	@$(MAKE) --no-print-directory test
 
+# ApacheBench is the load generator: C, one core, light enough to share a 2-core machine.
 bench: $(DEPS)
-	@if [ -f bench/__init__.py ] || [ -f bench/__main__.py ]; then \
-	    $(PY) -m bench; \
-	else \
-	    echo "make bench: the bench package is not there yet"; \
-	fi
+	@command -v ab >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils >/dev/null; } \
+	    || { echo "error: ab is missing: sudo apt-get install -y apache2-utils" >&2; exit 1; }
+	$(PY) -m local bench $(BENCH_ARGS)
 
 clean-services: $(DEPS)
 	$(PY) -m local services down

@@ -2,6 +2,8 @@
 
     python -m local start [--app-dir DIR] [--port N] [--no-services]
     python -m local services {up,down,status} [--only valkey,rabbitmq,azurite] [--ports valkey=16379,...]
+    python -m local keys [--app-dir DIR]
+    python -m local bench [--single N] [--batches N] [--env NAME=VALUE ...]
 
 ``services status`` exits 3 when a service does not answer, as an LSB init script's status does.
 """
@@ -19,7 +21,10 @@ from local import services
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; the process exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
         code: int = args.handler(args)
     except services.ServicesError as exc:
@@ -32,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,services}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,services,keys,bench}")
 
     start = commands.add_parser("start", help="run the function app in the offline host")
     start.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of function_app.py (cwd)")
@@ -47,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         "--ports", type=_ports, default={}, help="other ports, e.g. valkey=16379 (Azurite uses 3 from there)"
     )
     group.set_defaults(handler=_services)
+
+    keys = commands.add_parser("keys", help="print the host key generated for this app")
+    keys.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of function_app.py (cwd)")
+    keys.set_defaults(handler=_keys)
+
+    bench = commands.add_parser("bench", help="load the pipeline and report its figures", add_help=False)
+    bench.set_defaults(handler=_bench)
     return parser
 
 
@@ -56,6 +68,27 @@ def _start(args: argparse.Namespace) -> int:
     from local.host import run  # late: `services` stays quick and needs none of the host's packages
 
     return run(args.app_dir, args.port)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from local.http.keys import KEYS_FILE, read_generated_key
+
+    key = read_generated_key(args.app_dir / KEYS_FILE)
+    if key is None:
+        print(
+            f"No generated key in {args.app_dir / KEYS_FILE}: start the host once, or set FUNCTIONS_HOST_KEY",
+            file=sys.stderr,
+        )
+        return 1
+    print(key)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    services.ensure(("valkey", "rabbitmq"))
+    from local.bench import main as bench_main
+
+    return bench_main(args.rest)
 
 
 def _services(args: argparse.Namespace) -> int:

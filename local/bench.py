@@ -1,0 +1,305 @@
+"""``python -m local bench``: the pipeline's throughput, latency, losses, memory and cold start.
+
+Runs the app under our host against the real RabbitMQ and Valkey (a queue and a Valkey database
+of its own), loads it from ``ab`` (ApacheBench: C, one core, light enough to share this machine),
+and prints a table and writes JSON. Phases:
+
+1. 20,000 single-task POSTs over 64 keep-alive connections;
+2. 200 POSTs of 100-task arrays;
+
+each followed by waiting until every accepted task has been processed. Figures: accepted/s and
+accept latency (from ab), end-to-end processed/s (first POST until the last task is done, from
+Valkey's counters), lost = accepted - succeeded, the host's peak RSS, and cold start (import
+``function_app`` and index it, median of fresh processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / ".services" / "bench"
+
+
+@dataclass
+class Phase:
+    name: str
+    requests: int
+    tasks: int
+    concurrency: int
+    accepted: int = 0
+    non_2xx: int = 0
+    accept_seconds: float = 0.0
+    accepted_per_second: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    end_to_end_seconds: float = 0.0
+    processed_per_second: float = 0.0
+    succeeded: int = 0
+    lost: int = 0
+
+
+def _ab(
+    url: str, key: str, body: Path, requests: int, concurrency: int
+) -> tuple[float, dict[str, float], int, int]:
+    """Run ab; return (seconds, latency percentiles in ms, completed, non-2xx)."""
+    command = [
+        "ab",
+        "-q",
+        "-k",
+        "-n",
+        str(requests),
+        "-c",
+        str(concurrency),
+        "-p",
+        str(body),
+        "-T",
+        "application/json",
+        "-H",
+        f"x-functions-key: {key}",
+        "-s",
+        "60",
+        url,
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"ab failed ({out.returncode}): {out.stderr.strip() or out.stdout[-500:]}")
+    text = out.stdout
+    seconds = float(re.search(r"Time taken for tests:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    completed = int(re.search(r"Complete requests:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+    non_2xx_match = re.search(r"Non-2xx responses:\s+(\d+)", text)
+    failed = int(re.search(r"Failed requests:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+    percentiles = {
+        f"p{m.group(1)}": float(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\d+)", text, re.M)
+    }
+    non_2xx = (int(non_2xx_match.group(1)) if non_2xx_match else 0) + failed
+    return seconds, {k: percentiles[k] for k in ("p50", "p90", "p99") if k in percentiles}, completed, non_2xx
+
+
+def _stats(base: str, key: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"{base}/api/stats", headers={"x-functions-key": key})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def _wait_processed(base: str, key: str, target: int, deadline: float) -> tuple[int, float]:
+    """Poll until ``processed`` reaches ``target`` (or the deadline); return (processed, time)."""
+    processed = 0
+    while time.monotonic() < deadline:
+        processed = _stats(base, key)["totals"]["processed"]
+        if processed >= target:
+            return processed, time.monotonic()
+        time.sleep(0.05)
+    return processed, time.monotonic()
+
+
+def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int) -> Phase:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(payload, handle)
+    started = time.monotonic()
+    seconds, latency, completed, non_2xx = _ab(
+        f"{base}/api/tasks", key, Path(handle.name), phase.requests, phase.concurrency
+    )
+    os.unlink(handle.name)
+    per_request = len(payload) if isinstance(payload, list) else 1
+    phase.accepted = (completed - non_2xx) * per_request
+    phase.non_2xx = non_2xx
+    phase.accept_seconds = seconds
+    phase.accepted_per_second = round(phase.accepted / seconds, 1)
+    phase.latency_ms = latency
+    processed, finished = _wait_processed(base, key, already + phase.accepted, started + 600)
+    phase.succeeded = processed - already
+    phase.lost = phase.accepted - phase.succeeded
+    phase.end_to_end_seconds = round(finished - started, 3)
+    phase.processed_per_second = round(phase.succeeded / phase.end_to_end_seconds, 1)
+    return phase
+
+
+def cold_start(runs: int = 7) -> float:
+    """Median milliseconds to import ``function_app`` and index it, each in a fresh process."""
+    code = (
+        "import time; t = time.perf_counter(); import function_app; "
+        "function_app.app.get_functions(); print((time.perf_counter() - t) * 1000)"
+    )
+    env = {**os.environ, "TASKLANE_PROFILE": "local"}
+    samples = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    return round(statistics.median(samples), 1)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    total = 0
+    for child in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{child}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(match.group(1)) if match else 0
+    return round(total / 1024, 1)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _reset(valkey_db: int, queue: str) -> None:
+    async def purge() -> None:
+        import aio_pika
+        import valkey.asyncio as valkey
+
+        client = valkey.Valkey.from_url(f"valkey://127.0.0.1:6379/{valkey_db}")
+        await client.flushdb()
+        await client.aclose()
+        connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+        channel = await connection.channel()
+        for name in (queue, f"{queue}.dead-letter"):
+            await channel.queue_delete(name)
+        await channel.exchange_delete(f"{queue}.dlx")
+        await connection.close()
+
+    asyncio.run(purge())
+
+
+def _start_host(port: int, key: str, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **env_extra, "FUNCTIONS_HOST_KEY": key, "TASKLANE_LOG_LEVEL": "WARNING"}
+    log = open(RESULTS / "host.log", "wb")  # noqa: SIM115 - lives as long as the host process
+    host = subprocess.Popen(
+        [sys.executable, "-m", "local", "start", "--no-services", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                return host
+        except OSError:
+            if host.poll() is not None:
+                raise SystemExit(f"the host exited ({host.returncode}); see {RESULTS / 'host.log'}") from None
+            time.sleep(0.1)
+    host.kill()
+    raise SystemExit("the host did not answer within 60 s")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if shutil.which("ab") is None:
+        raise SystemExit("ab (ApacheBench) is missing: apt-get install -y apache2-utils")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    queue, valkey_db, key = "bench-tasks", 2, secrets.token_urlsafe(24)
+    _reset(valkey_db, queue)
+    env = {
+        "TASKLANE_PROFILE": "local",
+        "TASKS_QUEUE": queue,
+        "VALKEY_URL": f"valkey://127.0.0.1:6379/{valkey_db}",
+        "TASKS_MAX_BACKLOG": str(10**9),
+        "BACKLOG_SCHEDULE": "*/5 * * * * *",
+        **dict(kv.split("=", 1) for kv in args.env),
+    }
+    host = _start_host(args.port, key, env)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        single = _run_phase(
+            Phase("single", args.single, args.single, args.concurrency),
+            base,
+            key,
+            {"type": "echo", "payload": {"message": "hello"}},
+            0,
+        )
+        batch_payload = [{"type": "echo", "payload": {"message": i}} for i in range(args.batch_size)]
+        batches = _run_phase(
+            Phase("batch", args.batches, args.batches * args.batch_size, args.batch_concurrency),
+            base,
+            key,
+            batch_payload,
+            single.succeeded,
+        )
+        rss = _peak_rss_mb(host.pid)
+    finally:
+        host.send_signal(signal.SIGTERM)
+        try:
+            host.wait(30)
+        except subprocess.TimeoutExpired:
+            host.kill()
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "env": {k: v for k, v in env.items() if "KEY" not in k},
+        "phases": [asdict(single), asdict(batches)],
+        "peak_rss_mb": rss,
+        "cold_start_ms": cold_start(),
+    }
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\ntasklane bench ({report['machine']['cpus']} cpus, Python {report['machine']['python']})\n")
+    header = (
+        f"{'phase':<8}{'tasks':>8}{'accepted/s':>12}{'p50 ms':>8}{'p99 ms':>8}{'e2e tasks/s':>13}{'lost':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for p in report["phases"]:
+        print(
+            f"{p['name']:<8}{p['accepted']:>8}{p['accepted_per_second']:>12.0f}"
+            f"{p['latency_ms'].get('p50', 0):>8.0f}{p['latency_ms'].get('p99', 0):>8.0f}"
+            f"{p['processed_per_second']:>13.0f}{p['lost']:>6}"
+        )
+    print(
+        f"\npeak RSS of the host: {report['peak_rss_mb']} MB; cold start (import + index): "
+        f"{report['cold_start_ms']} ms\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--single", type=int, default=20_000, help="single-task POSTs (default 20000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="connections for single POSTs")
+    parser.add_argument("--batches", type=int, default=200, help="batch POSTs (default 200)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-concurrency", type=int, default=8)
+    parser.add_argument("--port", type=int, default=7181)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra settings for the host (repeatable)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON file (default .services/bench/<time>.json)"
+    )
+    args = parser.parse_args(argv)
+    report = run(args)
+    out = args.out or RESULTS / f"bench-{report['when'].replace(':', '')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print_table(report)
+    print(f"JSON: {out}")
+    lost = sum(p["lost"] for p in report["phases"])
+    return 1 if lost else 0
