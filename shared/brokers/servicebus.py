@@ -39,6 +39,11 @@ from shared.errors import BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
 
+#: Service Bus refuses a batch of more messages than this whatever their size; this SDK does not check.
+MAX_MESSAGES_PER_BATCH = 4500
+#: Bytes kept free in each batch for the batch envelope's properties (a message id is at most 128 chars).
+ENVELOPE_ROOM = 256
+
 # The AMQP side (send) and the HTTP side (backlog, credentials) each report a refusal their own way.
 _ACCESS_ERRORS = (ServiceBusAuthenticationError, ServiceBusAuthorizationError, ClientAuthenticationError)
 
@@ -68,6 +73,7 @@ class ServiceBusBroker(Broker):
         self._client: ServiceBusClient | None = None
         self._sender: ServiceBusSender | None = None
         self._admin: ServiceBusAdministrationClient | None = None
+        self._batch_bytes: int | None = None
         self._lock = asyncio.Lock()
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -105,6 +111,7 @@ class ServiceBusBroker(Broker):
         async with self._lock:  # let a send in flight finish rather than cut its link
             closeables = (self._sender, self._client, self._admin, self._credential)
             self._sender = self._client = self._admin = self._credential = None
+            self._batch_bytes = None  # a new link may report another limit
         for closeable in closeables:
             if closeable is None:
                 continue
@@ -120,12 +127,20 @@ class ServiceBusBroker(Broker):
         batches: list[ServiceBusMessageBatch] = []
         for message in messages:
             outgoing = _servicebus_message(message)
-            if batches and _added(batches[-1], outgoing):
+            if batches and len(batches[-1]) < MAX_MESSAGES_PER_BATCH and _added(batches[-1], outgoing):
                 continue
-            batches.append(await sender.create_message_batch())
+            batches.append(await self._empty_batch(sender))
             if not _added(batches[-1], outgoing):
                 raise _too_large(message, self.queue, batches[-1].max_size_in_bytes)
         return batches
+
+    async def _empty_batch(self, sender: ServiceBusSender) -> ServiceBusMessageBatch:
+        if self._batch_bytes is None:
+            # The link's limit, read by the SDK when it attaches; less room for the envelope, which
+            # the SDK leaves out of its count although it copies the first message's id onto it.
+            link_limit = (await sender.create_message_batch()).max_size_in_bytes
+            self._batch_bytes = link_limit - ENVELOPE_ROOM
+        return await sender.create_message_batch(self._batch_bytes)
 
     def _queue_sender(self) -> ServiceBusSender:
         if self._sender is None:
