@@ -1,0 +1,429 @@
+"""A Service Bus namespace on a local TCP port, speaking AMQP 1.0 as the service does to a sender.
+
+The real ``azure-servicebus`` client connects to it unchanged: a connection string with
+``UseDevelopmentEmulator=true`` (the switch the SDK has for the Service Bus emulator) makes the SDK
+use plain TCP and keep the port, so everything above the socket — connection, session, the CBS
+token exchange, links, message encoding, batching, settlement and error mapping — is the SDK's own.
+
+What the double answers, and how the service answers the same:
+
+* SASL ANONYMOUS, then a claims-based-security ``put-token`` on ``$cbs``; the SAS token is checked
+  against the namespace key (HMAC-SHA256 over the url-encoded audience and expiry), 401 otherwise.
+* A sender link to a queue that does not exist gets an attach without a target, then a detach with
+  ``amqp:not-found``; a link without a token for its audience gets ``amqp:unauthorized-access``.
+* The attach carries ``max-message-size`` and ``com.microsoft:max-message-batch-size``, which the SDK
+  reads to size its batches; a transfer larger than that (the whole encoded message, batch envelope
+  included) is rejected with ``amqp:link:message-size-exceeded``, and a batch of more than 4500
+  messages with the service's unhelpful ``amqp:internal-error``.
+* Each delivery is settled with ``accepted`` (or ``rejected`` with the condition set in
+  ``reject_next``), after ``ack_delay`` seconds.
+
+It borrows the SDK's AMQP codec (``azure.servicebus._pyamqp``) for frames, as any AMQP peer would
+use a codec; the protocol decisions above are the double's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote_plus, urlparse
+
+from azure.servicebus._pyamqp import performatives as frames
+from azure.servicebus._pyamqp._decode import decode_frame, decode_payload
+from azure.servicebus._pyamqp._encode import encode_frame, encode_payload
+from azure.servicebus._pyamqp.endpoints import Source, Target
+from azure.servicebus._pyamqp.error import AMQPError
+from azure.servicebus._pyamqp.message import Message, Properties
+from azure.servicebus._pyamqp.outcomes import Accepted, Rejected
+
+KEY_NAME = "RootManageSharedAccessKey"
+KEY = base64.b64encode(b"tasklane-test-namespace-key-0001").decode()
+
+#: Messages the service takes in one batch, whatever their size.
+MAX_BATCH_COUNT = 4500
+
+_SASL_HEADER = b"AMQP\x03\x01\x00\x00"
+_AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
+_SASL_FRAME = b"\x01"
+_BATCH_FORMAT = 0x80013700
+_PERFORMATIVES = {
+    0x10: "open",
+    0x11: "begin",
+    0x12: "attach",
+    0x13: "flow",
+    0x14: "transfer",
+    0x15: "disposition",
+    0x16: "detach",
+    0x17: "end",
+    0x18: "close",
+}
+
+
+@dataclass
+class ReceivedMessage:
+    """One message as the namespace stored it, decoded from the wire."""
+
+    queue: str
+    message_id: str
+    body: bytes
+    application_properties: dict[str, Any]
+    content_type: str | None
+    scheduled_enqueue_time: int | None  # milliseconds since the epoch, as AMQP carries it
+
+
+@dataclass
+class _Link:
+    name: str
+    handle: int
+    peer_handle: int
+    address: str
+    client_sends: bool
+    transfer_buffer: bytearray = field(default_factory=bytearray)
+    delivery_id: int | None = None
+    message_format: int = 0
+    frames: int = 0
+
+
+class FakeServiceBus:
+    """An in-process AMQP peer with the queues in ``queues``; start it with ``async with``."""
+
+    def __init__(
+        self,
+        queues: set[str],
+        *,
+        max_message_size: int = 256 * 1024,
+        ack_delay: float = 0.0,
+    ) -> None:
+        self.queues = set(queues)
+        self.max_message_size = max_message_size
+        self.ack_delay = ack_delay
+        self.messages: list[ReceivedMessage] = []
+        #: Messages per accepted transfer, in arrival order: how the SDK batched them.
+        self.transfers: list[list[str]] = []
+        #: AMQP frames each transfer to a queue took (a message larger than a frame spans several).
+        self.frames_per_transfer: list[int] = []
+        #: The next transfer to a queue is rejected with this (condition, description).
+        self.reject_next: tuple[bytes, str] | None = None
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    def connection_string(self, key: str = KEY) -> str:
+        return (
+            f"Endpoint=sb://127.0.0.1:{self.port};SharedAccessKeyName={KEY_NAME};"
+            f"SharedAccessKey={key};UseDevelopmentEmulator=true"
+        )
+
+    def ids(self, queue: str) -> list[str]:
+        return [m.message_id for m in self.messages if m.queue == queue]
+
+    async def __aenter__(self) -> FakeServiceBus:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        try:
+            await _Connection(self, reader, writer).run()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client went away, as clients do
+        except asyncio.CancelledError:
+            pass  # the namespace is shutting down; end quietly rather than as a cancelled task
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def token_is_valid(self, token: str, audience: str) -> bool:
+        if not token.startswith("SharedAccessSignature "):
+            return False
+        fields = {k: v[0] for k, v in parse_qs(token.removeprefix("SharedAccessSignature ")).items()}
+        if (
+            fields.get("skn") != KEY_NAME
+            or fields.get("sr") != audience
+            or int(fields.get("se", 0)) < time.time()
+        ):
+            return False
+        signed = f"{quote_plus(fields['sr'])}\n{fields['se']}".encode()
+        expected = base64.b64encode(hmac.new(KEY.encode(), signed, hashlib.sha256).digest()).decode()
+        return hmac.compare_digest(expected, fields.get("sig", ""))
+
+
+class _Connection:
+    def __init__(
+        self, bus: FakeServiceBus, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.bus = bus
+        self.reader = reader
+        self.writer = writer
+        self.links: dict[int, _Link] = {}
+        self.authorized: set[str] = set()
+        self.next_handle = 0
+        self.next_outgoing_id = 0
+        self.next_delivery_id = 0
+
+    async def run(self) -> None:
+        await self._negotiate_sasl()
+        assert await self.reader.readexactly(8) == _AMQP_HEADER
+        self.writer.write(_AMQP_HEADER)
+        while True:
+            channel, name, fields = await self._read_frame()
+            if name is None:
+                continue  # an empty frame keeps the connection alive
+            await getattr(self, f"_on_{name}")(channel, fields)
+            if name == "close":
+                return
+
+    async def _negotiate_sasl(self) -> None:
+        assert await self.reader.readexactly(8) == _SASL_HEADER
+        self.writer.write(_SASL_HEADER)
+        self._send(0, frames.SASLMechanism(sasl_server_mechanisms=[b"ANONYMOUS", b"MSSBCBS"]), _SASL_FRAME)
+        await self._read_frame()  # sasl-init: ANONYMOUS; the token comes over $cbs
+        self._send(0, frames.SASLOutcome(code=0, additional_data=None), _SASL_FRAME)
+        await self.writer.drain()
+
+    async def _read_frame(self) -> tuple[int, str | None, list[Any]]:
+        size = struct.unpack(">I", await self.reader.readexactly(4))[0]
+        rest = await self.reader.readexactly(size - 4)
+        offset, channel = rest[0] * 4 - 4, struct.unpack(">H", rest[2:4])[0]
+        body = memoryview(rest[offset:])
+        if not body:
+            return channel, None, []
+        code, fields = decode_frame(body)
+        return channel, _PERFORMATIVES.get(code, "sasl"), fields
+
+    def _send(self, channel: int, frame: Any, frame_type: bytes = b"\x00") -> None:
+        header, body = encode_frame(frame, frame_type=frame_type)
+        self.writer.write(header + struct.pack(">H", channel) + (body or b""))
+
+    async def _on_sasl(self, channel: int, fields: list[Any]) -> None:
+        raise AssertionError("SASL frame after negotiation")
+
+    async def _on_open(self, channel: int, fields: list[Any]) -> None:
+        self._send(
+            0,
+            frames.OpenFrame(
+                container_id="fake-servicebus",
+                hostname=None,
+                max_frame_size=65536,
+                channel_max=4999,
+                idle_timeout=None,
+                outgoing_locales=None,
+                incoming_locales=None,
+                offered_capabilities=None,
+                desired_capabilities=None,
+                properties=None,
+            ),
+        )
+
+    async def _on_begin(self, channel: int, fields: list[Any]) -> None:
+        self._send(
+            channel,
+            frames.BeginFrame(
+                remote_channel=channel,
+                next_outgoing_id=0,
+                incoming_window=5000,
+                outgoing_window=5000,
+                handle_max=255,
+                offered_capabilities=None,
+                desired_capabilities=None,
+                properties=None,
+            ),
+        )
+
+    async def _on_attach(self, channel: int, fields: list[Any]) -> None:
+        name, peer_handle, client_receives = fields[0].decode(), fields[1], fields[2]
+        source, target = fields[5], fields[6]
+        address = (source[0] if client_receives else target[0]).decode()
+        link = _Link(name, self.next_handle, peer_handle, address, client_sends=not client_receives)
+        self.next_handle += 1
+        self.links[peer_handle] = link
+        entity = address.rsplit("/", 1)[-1]
+        refusal: AMQPError | None = None
+        if entity != "$cbs" and entity not in self.bus.queues:
+            refusal = AMQPError(
+                condition=b"amqp:not-found",
+                description=f"The messaging entity '{address}' could not be found.",
+            )
+        elif entity != "$cbs" and not ({"", entity} & self.authorized):
+            refusal = AMQPError(
+                condition=b"amqp:unauthorized-access",
+                description=f"Unauthorized access. 'Send' claim(s) are required for '{entity}'.",
+            )
+        self._send(
+            channel,
+            frames.AttachFrame(
+                name=name,
+                handle=link.handle,
+                role=not client_receives,
+                send_settle_mode=fields[3],
+                rcv_settle_mode=fields[4],
+                source=Source(*source) if source and not refusal else None,
+                target=Target(*target) if target and not refusal else None,
+                unsettled=None,
+                incomplete_unsettled=None,
+                initial_delivery_count=0 if client_receives else None,
+                max_message_size=self.bus.max_message_size,
+                offered_capabilities=None,
+                desired_capabilities=None,
+                properties={b"com.microsoft:max-message-batch-size": self.bus.max_message_size},
+            ),
+        )
+        if refusal is not None:
+            self._send(channel, frames.DetachFrame(handle=link.handle, closed=True, error=refusal))
+            del self.links[peer_handle]
+        elif link.client_sends:
+            self._send(
+                channel,
+                frames.FlowFrame(
+                    next_incoming_id=0,
+                    incoming_window=5000,
+                    next_outgoing_id=self.next_outgoing_id,
+                    outgoing_window=5000,
+                    handle=link.handle,
+                    delivery_count=0,
+                    link_credit=1000,
+                ),
+            )
+
+    async def _on_flow(self, channel: int, fields: list[Any]) -> None:
+        pass  # credit the client grants for $cbs replies; the double never runs out
+
+    async def _on_disposition(self, channel: int, fields: list[Any]) -> None:
+        pass  # the client settling a $cbs reply
+
+    async def _on_transfer(self, channel: int, fields: list[Any]) -> None:
+        link = self.links[fields[0]]
+        if fields[1] is not None:  # the first frame of a delivery carries its id and format
+            link.delivery_id, link.message_format = fields[1], fields[3]
+        link.transfer_buffer += bytes(fields[-1])
+        link.frames += 1
+        if fields[5]:  # more: the message continues in the next frame
+            return
+        payload, link.transfer_buffer = bytes(link.transfer_buffer), bytearray()
+        frame_count, link.frames = link.frames, 0
+        message = decode_payload(memoryview(payload))
+        if link.address.endswith("$cbs"):
+            self._put_token(channel, message)
+            outcome: Any = Accepted()
+        else:
+            outcome = await self._store(link, message, len(payload))
+            self.bus.frames_per_transfer.append(frame_count)
+        self._send(
+            channel,
+            frames.DispositionFrame(
+                role=True, first=link.delivery_id, last=None, settled=True, state=outcome, batchable=None
+            ),
+        )
+
+    def _put_token(self, channel: int, request: Message) -> None:
+        properties = request.application_properties or {}
+        audience = properties[b"name"].decode()
+        token = request.value.decode() if isinstance(request.value, bytes) else str(request.value)
+        if self.bus.token_is_valid(token, audience):
+            # A token for the namespace ("sb://host") covers every entity; one for "sb://host/q" only q.
+            self.authorized.add(urlparse(audience).path.strip("/"))
+            status, description = 202, "Accepted"
+        else:
+            status, description = 401, "InvalidSignature: The token has an invalid signature."
+        reply_link = next(
+            link for link in self.links.values() if not link.client_sends and link.address.endswith("$cbs")
+        )
+        reply = Message(
+            properties=Properties(correlation_id=request.properties.message_id),
+            application_properties={b"status-code": status, b"status-description": description},
+        )
+        body = bytearray()
+        encode_payload(body, reply)
+        self._send(
+            channel,
+            frames.TransferFrame(
+                handle=reply_link.handle,
+                delivery_id=self.next_delivery_id,
+                delivery_tag=struct.pack(">I", self.next_delivery_id),
+                message_format=0,
+                settled=True,
+                more=False,
+                payload=bytes(body),
+            ),
+        )
+        self.next_delivery_id += 1
+        self.next_outgoing_id += 1
+
+    async def _store(self, link: _Link, message: Message, size: int) -> Any:
+        if self.bus.ack_delay:
+            await asyncio.sleep(self.bus.ack_delay)
+        if size > self.bus.max_message_size:
+            return Rejected(
+                error=AMQPError(
+                    condition=b"amqp:link:message-size-exceeded",
+                    description=f"The message size {size} exceeds the limit.",
+                )
+            )
+        if self.bus.reject_next is not None:
+            (condition, description), self.bus.reject_next = self.bus.reject_next, None
+            return Rejected(error=AMQPError(condition=condition, description=description))
+        queue = link.address.rsplit("/", 1)[-1]
+        batch = link.message_format == _BATCH_FORMAT
+        inner = [decode_payload(memoryview(d)) for d in message.data] if batch else [message]
+        if len(inner) > MAX_BATCH_COUNT:
+            # The service's answer to too many messages in one batch is this unhelpful one.
+            return Rejected(
+                error=AMQPError(
+                    condition=b"amqp:internal-error",
+                    description="The service was unable to process the request; please retry the operation.",
+                )
+            )
+        for m in inner:
+            self.bus.messages.append(_received(queue, m))
+        self.bus.transfers.append([_received(queue, m).message_id for m in inner])
+        return Accepted()
+
+    async def _on_detach(self, channel: int, fields: list[Any]) -> None:
+        link = self.links.pop(fields[0], None)
+        if link is not None:
+            self._send(channel, frames.DetachFrame(handle=link.handle, closed=True, error=None))
+
+    async def _on_end(self, channel: int, fields: list[Any]) -> None:
+        self._send(channel, frames.EndFrame(error=None))
+
+    async def _on_close(self, channel: int, fields: list[Any]) -> None:
+        self._send(0, frames.CloseFrame(error=None))
+        await self.writer.drain()
+
+
+def _received(queue: str, message: Message) -> ReceivedMessage:
+    def text(value: Any) -> Any:
+        return value.decode() if isinstance(value, bytes) else value
+
+    annotations = message.message_annotations or {}
+    data = message.data if isinstance(message.data, list) else [message.data or b""]
+    return ReceivedMessage(
+        queue=queue,
+        message_id=text(message.properties.message_id),
+        body=b"".join(data),
+        application_properties={text(k): text(v) for k, v in (message.application_properties or {}).items()},
+        content_type=text(message.properties.content_type),
+        scheduled_enqueue_time=annotations.get(b"x-opt-scheduled-enqueue-time"),
+    )

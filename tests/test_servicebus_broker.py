@@ -1,0 +1,455 @@
+"""ServiceBusBroker driven through the real SDK, with doubles only where the SDK meets the network.
+
+Seams, lowest first:
+
+* **Sending: the SDK's AMQP socket.** :class:`tests.doubles.servicebus_amqp.FakeServiceBus` listens
+  on a local port and answers AMQP 1.0 as a Service Bus namespace does. The broker is built exactly
+  as in production, from a connection string; ``UseDevelopmentEmulator=true`` (the SDK's switch for
+  the Service Bus emulator) makes the SDK use plain TCP and keep the port. So the messages, the
+  batches, their size limit (read from the link's attach), the SAS token exchange on ``$cbs``, the
+  settlement and the mapping of AMQP error conditions to SDK exceptions are all the SDK's own. A seam
+  higher up (``ServiceBusSender._send``, or pyamqp's ``SendClientAsync`` as ``sender._handler``)
+  would skip most of that and would mean patching private attributes; this one patches nothing.
+* **Backlog: azure-core's HTTP transport**, the SDK's documented injection point (``transport=``,
+  passed through the broker's ``http_transport``). The administration client keeps its whole
+  pipeline and parses Atom XML shaped like the service's recorded responses.
+* **Identity:** ``DefaultAzureCredential`` cannot reach Entra ID here, so the identity test swaps it,
+  in the broker's module, for a credential with a fixed token; the HTTP side is the transport above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.transport import HttpRequest
+from azure.servicebus.exceptions import (
+    MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
+    ServiceBusConnectionError,
+    ServiceBusServerBusyError,
+)
+
+from shared.brokers import servicebus as servicebus_module
+from shared.brokers.base import OutgoingMessage
+from shared.brokers.servicebus import ServiceBusBroker
+from shared.config import ServiceBusConnection
+from shared.errors import BrokerError, ConfigError
+from shared.secrets import Secret
+from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
+from tests.doubles.servicebus_http import AtomTransport, Reply, empty_feed, error, path_of, queue_entry
+
+QUEUE = "tasks"
+TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Diagnostic-Id": "d-1"}
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[FakeServiceBus]:
+    async with FakeServiceBus({QUEUE}, max_message_size=4096) as bus:
+        yield bus
+
+
+def broker_for(
+    bus: FakeServiceBus, queue: str = QUEUE, *, key: str = KEY, **options: Any
+) -> ServiceBusBroker:
+    options.setdefault("retry_total", 0)  # each failure below is meant to surface, not be retried
+    connection = ServiceBusConnection(connection_string=Secret(bus.connection_string(key)))
+    return ServiceBusBroker(connection, queue, **options)
+
+
+@pytest.fixture
+async def broker(namespace: FakeServiceBus) -> AsyncIterator[ServiceBusBroker]:
+    found = broker_for(namespace)
+    yield found
+    await found.close()
+
+
+def messages(count: int, size: int = 300, prefix: str = "task") -> list[OutgoingMessage]:
+    return [OutgoingMessage(f"{prefix}-{i}", bytes([65 + i % 26]) * size, TRACE) for i in range(count)]
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+async def test_each_message_arrives_with_its_task_id_headers_and_content_type(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    # Given two tasks, one carrying trace headers
+    sent = [
+        OutgoingMessage("task-a", b'{"n": 1}', TRACE),
+        OutgoingMessage("task-b", b"plain", content_type="text/plain"),
+    ]
+
+    # When they are sent as one batch
+    await broker.send_batch(sent)
+
+    # Then Service Bus holds both, the task id as message id (duplicate detection keys on it)
+    assert [(m.message_id, m.body) for m in namespace.messages] == [
+        ("task-a", b'{"n": 1}'),
+        ("task-b", b"plain"),
+    ]
+    assert namespace.messages[0].application_properties == TRACE
+    assert namespace.messages[0].content_type == "application/json"
+    assert namespace.messages[1].application_properties == {}
+    assert namespace.messages[1].content_type == "text/plain"
+    assert namespace.transfers == [["task-a", "task-b"]]
+
+
+async def test_a_batch_over_the_size_limit_is_split_into_several_all_in_order(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    # Given 40 messages of ~300 bytes and a queue whose link takes at most 4 KiB at a time
+    sent = messages(40)
+
+    # When they are sent together
+    await broker.send_batch(sent)
+
+    # Then they arrive in order, packed into several batches, none of them a batch of one
+    assert namespace.ids(QUEUE) == [m.id for m in sent]
+    assert 1 < len(namespace.transfers) < 40
+    assert all(len(ids) > 1 for ids in namespace.transfers)
+
+
+async def test_250_messages_at_the_standard_size_limit_arrive_over_multi_frame_transfers() -> None:
+    # Given the standard tier's 256 KiB limit: 250 messages of 2 KiB need several batches, most of
+    # them larger than one AMQP frame (64 KiB), so they travel as several frames each
+    async with FakeServiceBus({QUEUE}) as bus:
+        broker = broker_for(bus)
+        sent = messages(250, size=2048)
+
+        # When
+        await broker.send_batch(sent)
+        await broker.close()
+
+    # Then
+    assert bus.ids(QUEUE) == [m.id for m in sent]
+    assert [m.body for m in bus.messages] == [m.body for m in sent]
+    assert len(bus.transfers) > 1
+    assert all(frames > 1 for frames in bus.frames_per_transfer[:-1])
+
+
+async def test_a_batch_of_more_than_4500_small_messages_is_split_by_count(namespace: FakeServiceBus) -> None:
+    # Given 4600 tiny messages, together far under the size limit of a roomy link
+    namespace.max_message_size = 1024 * 1024
+    broker = broker_for(namespace)
+    sent = [OutgoingMessage(f"t{i}", b"") for i in range(4600)]
+
+    # When
+    await broker.send_batch(sent)
+    await broker.close()
+
+    # Then the service got them in two batches, the first as large as it takes
+    assert [len(ids) for ids in namespace.transfers] == [4500, 100]
+    assert namespace.ids(QUEUE) == [m.id for m in sent]
+
+
+async def test_a_message_too_large_for_any_batch_fails_naming_it_and_sends_nothing(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    # Given a batch whose middle message alone exceeds the 4 KiB limit
+    sent = [*messages(2), OutgoingMessage("task-huge", b"x" * 5000)]
+
+    # When / Then
+    with pytest.raises(
+        BrokerError, match=r"message 'task-huge' for queue 'tasks' is too large.*at most \d+ bytes"
+    ):
+        await broker.send_batch(sent)
+    assert namespace.messages == []
+
+
+async def test_scheduled_at_becomes_the_scheduled_enqueue_time(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    # Given one message scheduled for a moment in the future and one not
+    when = datetime(2031, 5, 4, 12, 30, 15, 250_000, tzinfo=UTC)
+    sent = [OutgoingMessage("task-later", b"{}", scheduled_at=when), OutgoingMessage("task-now", b"{}")]
+
+    # When
+    await broker.send_batch(sent)
+
+    # Then the first carries x-opt-scheduled-enqueue-time (milliseconds since the epoch); the second none
+    later, now = namespace.messages
+    assert later.scheduled_enqueue_time == int(when.timestamp() * 1000)
+    assert now.scheduled_enqueue_time is None
+
+
+async def test_sends_reuse_one_connection(broker: ServiceBusBroker, namespace: FakeServiceBus) -> None:
+    # When three sends follow one another
+    for n in range(3):
+        await broker.send(OutgoingMessage(f"task-{n}", b"{}"))
+
+    # Then one AMQP connection carried them all
+    assert namespace.ids(QUEUE) == ["task-0", "task-1", "task-2"]
+    assert namespace.connections == 1
+
+
+async def test_concurrent_sends_take_turns_on_the_shared_sender(namespace: FakeServiceBus) -> None:
+    # Given a namespace that is slow to acknowledge, which widens any overlap between sends
+    namespace.ack_delay = 0.02
+    broker = broker_for(namespace)
+
+    # When eight invocations send at once, before any connection is open
+    batches = [messages(25, prefix=f"call{n}") for n in range(8)]
+    await asyncio.gather(*(broker.send_batch(batch) for batch in batches))
+    await broker.close()
+
+    # Then every message arrived, over a single connection (the SDK's sender is not coroutine-safe:
+    # without the broker's lock each call opens its own link and they fail)
+    assert sorted(namespace.ids(QUEUE)) == sorted(m.id for batch in batches for m in batch)
+    assert namespace.connections == 1
+
+
+async def test_close_then_send_reconnects(broker: ServiceBusBroker, namespace: FakeServiceBus) -> None:
+    # Given a broker that sent and was closed
+    await broker.send(OutgoingMessage("task-before", b"{}"))
+    await broker.close()
+
+    # When it sends again
+    await broker.send(OutgoingMessage("task-after", b"{}"))
+
+    # Then the message arrives over a new connection
+    assert namespace.ids(QUEUE) == ["task-before", "task-after"]
+    assert namespace.connections == 2
+
+
+async def test_an_empty_batch_opens_no_connection(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    await broker.send_batch([])
+
+    assert namespace.connections == 0
+
+
+async def test_a_missing_queue_is_a_broker_error_naming_it(namespace: FakeServiceBus) -> None:
+    broker = broker_for(namespace, "no-such-queue")
+
+    with pytest.raises(BrokerError, match=r"queue 'no-such-queue': the queue does not exist") as raised:
+        await broker.send(OutgoingMessage("task-1", b"{}"))
+    await broker.close()
+
+    assert isinstance(raised.value.__cause__, MessagingEntityNotFoundError)
+
+
+async def test_a_wrong_key_is_refused_and_never_shown(
+    namespace: FakeServiceBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a connection string whose key the namespace does not know
+    wrong_key = base64.b64encode(b"not-the-namespace-key-at-all-000").decode()
+    broker = broker_for(namespace, key=wrong_key)
+
+    # When it sends, with every logger recording
+    with caplog.at_level(logging.DEBUG), pytest.raises(BrokerError) as raised:
+        await broker.send(OutgoingMessage("task-1", b"{}"))
+    await broker.close()
+
+    # Then the error says access was refused, and neither it nor any log line shows the key
+    assert "queue 'tasks': access was refused" in str(raised.value)
+    assert isinstance(raised.value.__cause__, ServiceBusAuthenticationError)
+    assert wrong_key not in str(raised.value)
+    assert wrong_key not in caplog.text
+    assert namespace.messages == []
+
+
+async def test_a_rejected_send_is_a_broker_error_with_the_services_reason(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    namespace.reject_next = (b"com.microsoft:server-busy", "The server is busy. Retry later.")
+
+    with pytest.raises(BrokerError, match=r"queue 'tasks'.*The server is busy") as raised:
+        await broker.send(OutgoingMessage("task-1", b"{}"))
+
+    assert isinstance(raised.value.__cause__, ServiceBusServerBusyError)
+    assert namespace.messages == []
+
+
+async def test_a_transient_rejection_is_retried_by_the_sdk(namespace: FakeServiceBus) -> None:
+    # Given a broker allowed one retry, and a namespace that is busy once
+    broker = broker_for(namespace, retry_total=1)
+    namespace.reject_next = (b"com.microsoft:server-busy", "The server is busy. Retry later.")
+
+    # When
+    await broker.send(OutgoingMessage("task-1", b"{}"))
+    await broker.close()
+
+    # Then the retry got it through, once
+    assert namespace.ids(QUEUE) == ["task-1"]
+
+
+async def test_an_unreachable_namespace_is_a_broker_error() -> None:
+    # Given nothing listening on port 1
+    connection_string = (
+        f"Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={KEY};"
+        "UseDevelopmentEmulator=true"
+    )
+    broker = ServiceBusBroker(
+        ServiceBusConnection(connection_string=Secret(connection_string)), QUEUE, retry_total=0
+    )
+
+    with pytest.raises(BrokerError, match=r"could not send 1 messages to queue 'tasks'") as raised:
+        await broker.send(OutgoingMessage("task-1", b"{}"))
+    await broker.close()
+
+    assert isinstance(raised.value.__cause__, ServiceBusConnectionError)
+
+
+def test_a_malformed_connection_string_names_the_setting_not_the_value() -> None:
+    value = "sb://tasklane.servicebus.windows.net;key=hunter2"
+    broker = ServiceBusBroker(ServiceBusConnection(connection_string=Secret(value)), QUEUE)
+
+    with pytest.raises(
+        ConfigError, match="ServiceBusConnection is not a Service Bus connection string"
+    ) as raised:
+        broker._servicebus_client()
+
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_connection_without_namespace_or_string_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="ServiceBusConnection"):
+        ServiceBusBroker(ServiceBusConnection(), QUEUE)
+
+
+# --- backlog -----------------------------------------------------------------------------------
+
+
+def backlog_broker(answer: Reply | None = None, queue: str = QUEUE) -> tuple[ServiceBusBroker, AtomTransport]:
+    """A broker on a connection string whose administration client talks to ``AtomTransport``."""
+    transport = AtomTransport(
+        lambda request: answer or queue_entry("h", queue, active=0, dead_lettered=0, scheduled=0)
+    )
+    connection_string = (
+        f"Endpoint=sb://tasklane.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+        f"SharedAccessKey={KEY}"
+    )
+    connection = ServiceBusConnection(connection_string=Secret(connection_string))
+    return ServiceBusBroker(connection, queue, retry_total=0, http_transport=transport), transport
+
+
+async def test_backlog_reads_the_queues_runtime_counts() -> None:
+    # Given a queue with 7 active, 2 dead-lettered and 3 scheduled messages
+    broker, transport = backlog_broker(
+        queue_entry("tasklane.servicebus.windows.net", QUEUE, active=7, dead_lettered=2, scheduled=3)
+    )
+
+    # When
+    backlog = await broker.backlog()
+    await broker.close()
+
+    # Then the counts are the service's, read from GET /<queue> signed with the namespace key
+    assert (backlog.queue, backlog.active, backlog.dead_lettered, backlog.scheduled) == (QUEUE, 7, 2, 3)
+    assert backlog.total == 10
+    (request,) = transport.requests
+    assert request.method == "GET"
+    assert request.url.startswith("https://tasklane.servicebus.windows.net/tasks?")
+    assert request.headers["Authorization"].startswith("SharedAccessSignature sr=")
+    assert transport.closed
+
+
+async def test_backlog_of_a_queue_the_namespace_does_not_have_names_the_queue() -> None:
+    # Service Bus answers 200 with an empty feed for an unknown entity; the SDK makes that "not found"
+    broker, _ = backlog_broker(empty_feed(), queue="no-such-queue")
+
+    with pytest.raises(
+        BrokerError, match=r"backlog of queue 'no-such-queue': the queue does not exist"
+    ) as raised:
+        await broker.backlog()
+
+    assert isinstance(raised.value.__cause__, ResourceNotFoundError)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected", "cause"),
+    [
+        (
+            error(404, "The messaging entity could not be found."),
+            "the queue does not exist",
+            ResourceNotFoundError,
+        ),
+        (error(401, "claim is empty or token is invalid."), "access was refused", ClientAuthenticationError),
+        (
+            error(403, "Manage,EntityRead claims required for this operation."),
+            "access was refused",
+            HttpResponseError,
+        ),
+    ],
+    ids=["404", "401", "403"],
+)
+async def test_backlog_errors_become_broker_errors_with_the_services_detail(
+    reply: Reply, expected: str, cause: type[Exception]
+) -> None:
+    broker, _ = backlog_broker(reply)
+
+    with pytest.raises(BrokerError) as raised:
+        await broker.backlog()
+
+    message = str(raised.value)
+    assert f"read the backlog of queue 'tasks': {expected}" in message
+    detail = reply.body.split("<Detail>")[1].split(" TrackingId")[0]
+    assert detail in message
+    assert isinstance(raised.value.__cause__, cause)
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+
+class FixedTokenCredential:
+    """Stands in for DefaultAzureCredential, which cannot reach Entra ID from here."""
+
+    made: list[FixedTokenCredential] = []
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.scopes: list[str] = []
+        self.closed = False
+        FixedTokenCredential.made.append(self)
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.extend(scopes)
+        return AccessToken("identity-token", 4_102_444_800)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fixed_identity(monkeypatch: pytest.MonkeyPatch) -> list[FixedTokenCredential]:
+    FixedTokenCredential.made = []
+    monkeypatch.setattr(servicebus_module, "DefaultAzureCredential", FixedTokenCredential)
+    return FixedTokenCredential.made
+
+
+async def test_an_identity_connection_uses_the_managed_identity_and_closes_it(
+    fixed_identity: list[FixedTokenCredential],
+) -> None:
+    # Given an identity-based connection to a namespace with a user-assigned identity's client id
+    namespace = "tasklane.servicebus.windows.net"
+    requests: list[HttpRequest] = []
+
+    def answer(request: HttpRequest) -> Reply:
+        requests.append(request)
+        if path_of(request) != f"/{QUEUE}":
+            return empty_feed()
+        return queue_entry(namespace, QUEUE, active=4, dead_lettered=0, scheduled=0)
+
+    connection = ServiceBusConnection(fully_qualified_namespace=namespace, client_id="00000000-aaaa-bbbb")
+    broker = ServiceBusBroker(connection, QUEUE, http_transport=AtomTransport(answer))
+
+    # When it reads the backlog and closes
+    backlog = await broker.backlog()
+    await broker.close()
+
+    # Then one credential, for that identity, signed the request with a bearer token, and was closed
+    assert backlog.active == 4
+    (credential,) = fixed_identity
+    assert credential.options == {"managed_identity_client_id": "00000000-aaaa-bbbb"}
+    assert credential.scopes == ["https://servicebus.azure.net//.default"]
+    assert requests[0].url.startswith(f"https://{namespace}/{QUEUE}?")
+    assert requests[0].headers["Authorization"] == "Bearer identity-token"
+    assert credential.closed
