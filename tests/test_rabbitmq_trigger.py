@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +22,7 @@ from local.errors import IndexingError, SettingNotFoundError
 from local.indexing import Binding, IndexedFunction, index
 from local.invoker import Invoker
 from local.rabbitmq_topology import QueueTopology, declare_queue_topology
+from local.services import rabbitmqctl
 from local.settings import HostConfig
 from local.triggers import ListenerContext
 from local.triggers.rabbitmq import (
@@ -35,25 +34,6 @@ from local.triggers.rabbitmq import (
 from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
 
 SETTING = "RabbitMQConnection"
-#: How the broker on this machine was started; rabbitmqctl must see the same node and folders.
-RABBITMQ_ENV = {
-    "RABBITMQ_MNESIA_BASE": "/tmp/devsvc/rabbit/mnesia",
-    "RABBITMQ_LOG_BASE": "/tmp/devsvc/rabbit/log",
-    "RABBITMQ_NODENAME": "rabbit@localhost",
-    "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-    "RABBITMQ_FEATURE_FLAGS_FILE": "/tmp/devsvc/rabbit/feature_flags",
-    "RABBITMQ_ENABLED_PLUGINS_FILE": "/tmp/devsvc/rabbit/enabled_plugins",
-}
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(
-        ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", RABBITMQ_ENV["RABBITMQ_NODENAME"], *args],
-        env={**os.environ, **RABBITMQ_ENV},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 def trigger_function(handler: Callable[..., Any], queue: str, **binding: str) -> IndexedFunction:
