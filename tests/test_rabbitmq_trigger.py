@@ -21,7 +21,6 @@ import pytest
 from local.errors import IndexingError, SettingNotFoundError
 from local.indexing import Binding, IndexedFunction, index
 from local.invoker import Invoker
-from local.rabbitmq_topology import QueueTopology, declare_queue_topology
 from local.services import rabbitmqctl
 from local.settings import HostConfig
 from local.triggers import ListenerContext
@@ -32,6 +31,7 @@ from local.triggers.rabbitmq import (
     reconnect_delay,
 )
 from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
 
 SETTING = "RabbitMQConnection"
 
@@ -230,7 +230,7 @@ async def test_existing_queue_without_dead_letter_exchange_is_used_with_a_warnin
         received.append(message)
 
     # When the listener starts, it neither fails nor changes the queue, and says so
-    with caplog.at_level(logging.WARNING, logger="local.rabbitmq_topology"):
+    with caplog.at_level(logging.WARNING, logger="shared.brokers.rabbitmq_topology"):
         await start_listener(handler)
     assert "without a dead-letter exchange" in caplog.text
     await broker.publish(b"still consumed")
@@ -325,13 +325,17 @@ async def test_consumer_comes_back_when_its_queue_is_deleted(
 # --- topology and options ------------------------------------------------------------------------
 
 
-async def test_trigger_and_sender_declare_the_same_topology(broker: Broker) -> None:
-    from shared.brokers.rabbitmq import declare_topology
+async def test_trigger_finds_the_topology_the_sender_declared(broker: Broker, rabbitmq_url: str) -> None:
+    # Given the pipeline's sender declared the queue first (it does on its first send)
+    from shared.brokers.rabbitmq import RabbitMQBroker
+    from shared.secrets import Secret
 
+    sender = RabbitMQBroker(Secret(rabbitmq_url), broker.queue)
+    await sender.send_batch([])
+    await sender.close()
+    # When the trigger declares it again, Then it is accepted as is: same arguments, no conflict
     async with broker.channel() as channel:
-        await declare_topology(channel, broker.queue)
         ours = await declare_queue_topology(channel, broker.queue)
-        await declare_topology(channel, broker.queue)
     assert ours.arguments_applied
 
 

@@ -30,9 +30,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from local.errors import FunctionFailedError, HostError
 from local.indexing import IndexedFunction
 from local.invoker import Invoker
-from local.rabbitmq_topology import declare_queue_topology
 from local.triggers import ListenerContext
 from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from shared.brokers.rabbitmq_topology import declare_queue_topology
 
 log = logging.getLogger(__name__)
 

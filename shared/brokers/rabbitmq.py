@@ -1,8 +1,7 @@
 """RabbitMQ broker (local profile): durable queue, dead-letter exchange, publisher confirms.
 
-The topology matches what the host's ``rabbitMQTrigger`` declares, so whichever side starts first
-creates it and the other finds it as expected: ``<queue>`` (durable, dead-lettering to
-``<queue>.dlx``) and ``<queue>.dlx`` → ``<queue>.dead-letter``.
+The topology (``shared.brokers.rabbitmq_topology``) is the one the host's ``rabbitMQTrigger``
+declares, so whichever side starts first creates it and the other finds it as expected.
 """
 
 from __future__ import annotations
@@ -10,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
+from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.errors import BrokerError
 from shared.secrets import Secret
 
@@ -24,26 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def dead_letter_exchange(queue: str) -> str:
-    return f"{queue}.dlx"
+    return QueueTopology.for_queue(queue).dead_letter_exchange
 
 
 def dead_letter_queue(queue: str) -> str:
-    return f"{queue}.dead-letter"
-
-
-def queue_arguments(queue: str) -> dict[str, Any]:
-    """Arguments of the work queue; both sides must declare it with exactly these."""
-    return {"x-dead-letter-exchange": dead_letter_exchange(queue)}
-
-
-async def declare_topology(channel: AbstractChannel, queue: str) -> None:
-    """Declare the work queue, its dead-letter exchange and dead-letter queue (idempotent)."""
-    exchange = await channel.declare_exchange(
-        dead_letter_exchange(queue), aio_pika.ExchangeType.FANOUT, durable=True
-    )
-    dead = await channel.declare_queue(dead_letter_queue(queue), durable=True)
-    await dead.bind(exchange, routing_key="")
-    await channel.declare_queue(queue, durable=True, arguments=queue_arguments(queue))
+    return QueueTopology.for_queue(queue).dead_letter_queue
 
 
 class RabbitMQBroker(Broker):
@@ -65,7 +49,7 @@ class RabbitMQBroker(Broker):
                     if self._connection is None or self._connection.is_closed:
                         self._connection = await aio_pika.connect_robust(self._url.reveal())
                     channel = await self._connection.channel(publisher_confirms=True)
-                    await declare_topology(channel, self.queue)
+                    await declare_queue_topology(channel, self.queue)
                 except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
                     raise BrokerError(f"RabbitMQ is not reachable for queue '{self.queue}': {exc}") from exc
                 self._channel = channel

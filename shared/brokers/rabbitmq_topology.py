@@ -8,9 +8,9 @@ longer declares anything (it requires the queue to exist), so whoever starts fir
 * ``<queue>.dlx``: durable fanout exchange, so the message keeps its routing key and still arrives;
 * ``<queue>.dead-letter``: durable queue bound to it.
 
-The names are those the pipeline's sending side (``shared/brokers/rabbitmq.py``) already declares;
-both sides must agree exactly, or the second declaration fails with ``PRECONDITION_FAILED``. This
-module depends on aio-pika only, so any sender can reuse it.
+The pipeline's sender (``shared/brokers/rabbitmq.py``) and the local host's ``rabbitMQTrigger``
+both declare through this one module: the two sides must agree exactly, or the second declaration
+fails with ``PRECONDITION_FAILED``. It depends on aio-pika only.
 """
 
 from __future__ import annotations
