@@ -202,6 +202,10 @@ def configure_logging() -> None:
         stream=sys.stderr,
         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
     )
+    if level != "DEBUG":
+        # The SDKs log every HTTP request and reconnect at INFO; the host's own lines say what matters.
+        for noisy in ("azure", "aio_pika", "aiormq", "uamqp"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run(app_dir: Path, port: int | None = None) -> int:
