@@ -261,3 +261,28 @@ async def test_a_namespace_not_reachable_at_start_is_retried_in_the_background(
     # Then start only warned, and receiving went ahead once the namespace answered
     assert "name resolution failed; retrying in the background" in caplog.text
     assert bus.completed == [message_id]
+
+
+async def test_a_host_failure_around_the_invocation_still_abandons(invoker: Invoker) -> None:
+    # Given an invoker that fails before the function runs (a host defect, not the function's)
+    class BrokenInvoker(Invoker):
+        async def invoke(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("host defect")
+
+    async def process(msg: func.ServiceBusMessage) -> None:
+        return None
+
+    bus = FakeServiceBus(max_delivery_count=1)
+    message_id = bus.send("task")
+    broken = BrokenInvoker()
+    sb = listener(indexed(queue_function(process)), bus, broken)
+
+    # When the message is received
+    await sb.start()
+    await until(lambda: bool(bus.dead_letters))
+    await sb.stop()
+    broken.close()
+
+    # Then it was handed back rather than left locked
+    assert bus.abandoned == [message_id]
+    assert bus.completed == []

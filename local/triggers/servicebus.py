@@ -242,7 +242,10 @@ class ServiceBusListener:
         self._invocations.add(invocation)
         try:
             await invocation
-        except FunctionFailedError:
+        except Exception as exc:
+            # The function's own exception was logged by the invoker; anything else is the host's.
+            if not isinstance(exc, FunctionFailedError):
+                log.error("Invocation for message(s) %s failed in the host", ids, exc_info=exc)
             await self._settle(messages, succeeded=False)
             return
         except asyncio.CancelledError:
