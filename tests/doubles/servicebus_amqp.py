@@ -32,7 +32,7 @@ import hmac
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, quote_plus, urlparse
 
 from azure.servicebus._pyamqp import performatives as frames
@@ -304,6 +304,10 @@ class _Connection:
                     handle=link.handle,
                     delivery_count=0,
                     link_credit=1000,
+                    available=None,
+                    drain=None,
+                    echo=None,
+                    properties=None,
                 ),
             )
 
@@ -350,8 +354,9 @@ class _Connection:
         reply_link = next(
             link for link in self.links.values() if not link.client_sends and link.address.endswith("$cbs")
         )
+        assert request.properties is not None
         reply = Message(
-            properties=Properties(correlation_id=request.properties.message_id),
+            properties=Properties(correlation_id=cast(str, request.properties.message_id)),
             application_properties={b"status-code": status, b"status-description": description},
         )
         body = bytearray()
@@ -386,7 +391,9 @@ class _Connection:
             return Rejected(error=AMQPError(condition=condition, description=description))
         queue = link.address.rsplit("/", 1)[-1]
         batch = link.message_format == _BATCH_FORMAT
-        inner = [decode_payload(memoryview(d)) for d in message.data] if batch else [message]
+        inner = (
+            [decode_payload(memoryview(d)) for d in cast(list[bytes], message.data)] if batch else [message]
+        )
         if len(inner) > MAX_BATCH_COUNT:
             # The service's answer to too many messages in one batch is this unhelpful one.
             return Rejected(
@@ -418,12 +425,13 @@ def _received(queue: str, message: Message) -> ReceivedMessage:
         return value.decode() if isinstance(value, bytes) else value
 
     annotations = message.message_annotations or {}
-    data = message.data if isinstance(message.data, list) else [message.data or b""]
+    data = cast(list[bytes], message.data if isinstance(message.data, list) else [message.data or b""])
+    properties = message.properties or Properties()
     return ReceivedMessage(
         queue=queue,
-        message_id=text(message.properties.message_id),
+        message_id=text(properties.message_id),
         body=b"".join(data),
         application_properties={text(k): text(v) for k, v in (message.application_properties or {}).items()},
-        content_type=text(message.properties.content_type),
+        content_type=text(properties.content_type),
         scheduled_enqueue_time=annotations.get(b"x-opt-scheduled-enqueue-time"),
     )
