@@ -1,5 +1,7 @@
 """Queue-triggered processing: Service Bus in Azure (batches), RabbitMQ in the local profile."""
 
+import typing
+
 import azure.functions as func
 
 from shared import runtime
@@ -26,6 +28,7 @@ else:
         connection="ServiceBusConnection",
         cardinality=func.Cardinality.MANY,
     )
-    async def process_tasks(messages: list[func.ServiceBusMessage]) -> None:
+    # The worker accepts only typing.List here, not list[...] (azure-functions-python-worker#1034).
+    async def process_tasks(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
         bodies = [m.get_body() for m in messages]
         await runtime.processor().process(bodies, [m.message_id or "" for m in messages])

@@ -1,0 +1,124 @@
+"""Run the app under our host as a real subprocess, as a user would with `python -m local start`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningHost:
+    """A started host: its URL, key, settings and output; :meth:`stop` sends SIGTERM."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    key: str
+    environ: dict[str, str]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def queue(self) -> str:
+        return self.environ["TASKS_QUEUE"]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"x-functions-key": self.key}, timeout=10)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        self.output.append(out or "")
+        return self.process.returncode
+
+
+def start_host(
+    app_dir: Path = ROOT, *, settings: dict[str, str] | None = None, wait: bool = True
+) -> RunningHost:
+    """Start ``python -m local start`` for ``app_dir`` with a queue and Valkey database of its own."""
+    port = free_port()
+    key = secrets.token_urlsafe(24)
+    environ = {
+        **os.environ,
+        "TASKLANE_PROFILE": "local",
+        "TASKS_QUEUE": f"e2e-{uuid.uuid4().hex[:12]}",
+        # Hosts sharing an id share timer leases: each test host is an app of its own.
+        "AzureFunctionsWebHost__hostid": f"e2e-{uuid.uuid4().hex[:12]}",
+        "VALKEY_URL": "valkey://127.0.0.1:6379/14",
+        "RabbitMQConnection": "amqp://guest:guest@127.0.0.1:5672/",
+        "FUNCTIONS_HOST_KEY": key,
+        "BACKLOG_SCHEDULE": "*/1 * * * * *",
+        "PYTHONUNBUFFERED": "1",
+        **(settings or {}),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "local",
+            "start",
+            "--no-services",
+            "--app-dir",
+            str(app_dir),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    host = RunningHost(process, f"http://127.0.0.1:{port}", key, environ)
+    if wait:
+        _wait_healthy(host)
+    return host
+
+
+def _wait_healthy(host: RunningHost, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if host.process.poll() is not None:
+            host.stop()
+            raise AssertionError(f"the host exited ({host.process.returncode}):\n{''.join(host.output)}")
+        try:
+            if httpx.get(f"{host.base_url}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    host.stop()
+    raise AssertionError(f"the host did not answer within {timeout}s:\n{''.join(host.output)}")
+
+
+def eventually(check: object, timeout: float = 15, interval: float = 0.05) -> None:
+    """Wait until ``check()`` is truthy; fail with what it last returned."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()  # type: ignore[operator]
+        if last:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"not reached within {timeout}s (last: {last!r})")
