@@ -7,6 +7,9 @@
   set; skipped otherwise, even under CI, since no namespace is reachable from our machines. A test
   cannot create a queue there, so the queue is drained before each test; runtime counts lag the
   sends by a moment, so backlog checks poll until they hold or time out.
+* ``servicebus-double``: the same Service Bus code against the wire-level doubles in
+  ``tests/doubles`` (an AMQP peer and the administration endpoint's Atom XML), so that code runs
+  here too. It says nothing about the service itself; ``servicebus`` does.
 
 Messages are read back as a consumer would read them: the stub's list, aio-pika for RabbitMQ, the
 SDK's receiver (receive-and-delete) for Service Bus.
@@ -26,10 +29,13 @@ import pytest
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.brokers.rabbitmq import RabbitMQBroker, dead_letter_exchange, dead_letter_queue
+from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
 from shared.config import ServiceBusConnection
 from shared.errors import BrokerError
 from shared.secrets import Secret
+from tests.doubles.servicebus_amqp import FakeServiceBus
+from tests.doubles.servicebus_http import AtomTransport, queue_entry
 
 pytestmark = pytest.mark.contract
 
@@ -78,7 +84,7 @@ class Harness:
             request.applymarker(pytest.mark.xfail(reason=self.backlog_bug, strict=True))
 
 
-@pytest.fixture(params=["stub", "rabbitmq", "servicebus"])
+@pytest.fixture(params=["stub", "rabbitmq", "servicebus", "servicebus-double"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "stub":
         stub = StubBroker(f"contract-{uuid.uuid4().hex}")
@@ -87,8 +93,14 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         url: str = request.getfixturevalue("rabbitmq_url")
         async for harness in _rabbitmq(url):
             yield harness
+    elif request.param == "servicebus":
+        found = _servicebus_connection()
+        if found is None:
+            pytest.skip(f"servicebus: set {SERVICEBUS_SETTINGS} to run the contract against a real namespace")
+        async for harness in _servicebus(*found, real=True):
+            yield harness
     else:
-        async for harness in _servicebus():
+        async for harness in _servicebus_double():
             yield harness
 
 
@@ -272,33 +284,58 @@ def _servicebus_connection() -> tuple[ServiceBusConnection, str] | None:
     return ServiceBusConnection(fully_qualified_namespace=namespace, client_id=client_id), queue
 
 
-async def _servicebus() -> AsyncIterator[Harness]:
-    found = _servicebus_connection()
-    if found is None:
-        pytest.skip(f"servicebus: set {SERVICEBUS_SETTINGS} to run the contract against a real namespace")
-    connection, queue = found
-    from shared.brokers.servicebus import ServiceBusBroker
+async def _servicebus(
+    connection: ServiceBusConnection,
+    queue: str,
+    *,
+    real: bool,
+    http_transport: AtomTransport | None = None,
+) -> AsyncIterator[Harness]:
+    # A real queue is shared and may hold messages: start and end empty, and give the counts time.
+    wait = 5.0 if real else 0.5
 
     def unreachable() -> Broker:
         nowhere = "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=none;SharedAccessKey=bm9uZQ==;UseDevelopmentEmulator=true"
         return ServiceBusBroker(ServiceBusConnection(connection_string=Secret(nowhere)), queue, retry_total=0)
 
-    await _read_servicebus(connection, queue)  # start from an empty queue
-    broker = ServiceBusBroker(connection, queue)
+    if real:
+        await _read_servicebus(connection, queue, wait)
+    broker = ServiceBusBroker(connection, queue, http_transport=http_transport)
     try:
         yield Harness(
             broker,
             unreachable,
-            lambda: _read_servicebus(connection, queue),
-            fresh_queue=False,
-            settle_seconds=30,
+            lambda: _read_servicebus(connection, queue, wait),
+            fresh_queue=not real,
+            settle_seconds=30 if real else 0,
         )
     finally:
         await broker.close()
-        await _read_servicebus(connection, queue)
+        if real:
+            await _read_servicebus(connection, queue, wait)
 
 
-async def _read_servicebus(connection: ServiceBusConnection, queue: str) -> list[Received]:
+async def _servicebus_double() -> AsyncIterator[Harness]:
+    """The Service Bus broker against the wire-level doubles of ``tests/doubles``.
+
+    Not evidence about the service; it runs the suite's Service Bus code (the broker, and reading
+    back through the SDK's receiver) where no namespace can be reached.
+    """
+    queue = f"contract-{uuid.uuid4().hex[:12]}"
+    async with FakeServiceBus({queue}) as bus:
+        namespace = f"127.0.0.1:{bus.port}"
+        transport = AtomTransport(
+            lambda request: queue_entry(
+                namespace, queue, active=bus.active(queue), dead_lettered=0, scheduled=0
+            )
+        )
+        connection = ServiceBusConnection(connection_string=Secret(bus.connection_string()))
+        async for harness in _servicebus(connection, queue, real=False, http_transport=transport):
+            yield harness
+
+
+async def _read_servicebus(connection: ServiceBusConnection, queue: str, wait: float) -> list[Received]:
+    """Receive and delete everything on the queue; ``wait`` is how long an empty queue is waited on."""
     from azure.identity.aio import DefaultAzureCredential
     from azure.servicebus import ServiceBusReceiveMode
     from azure.servicebus.aio import ServiceBusClient
@@ -318,7 +355,7 @@ async def _read_servicebus(connection: ServiceBusConnection, queue: str) -> list
                 queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
             ) as receiver,
         ):
-            while taken := await receiver.receive_messages(max_message_count=100, max_wait_time=5):
+            while taken := await receiver.receive_messages(max_message_count=100, max_wait_time=wait):
                 for m in taken:
                     headers = {_text(k): _text(v) for k, v in (m.application_properties or {}).items()}
                     received.append(Received(str(m.message_id), b"".join(m.body), headers))

@@ -89,6 +89,7 @@ class _Link:
     delivery_id: int | None = None
     message_format: int = 0
     frames: int = 0
+    delivered: int = 0  # our delivery-count on a link the client receives from
 
 
 class FakeServiceBus:
@@ -104,7 +105,10 @@ class FakeServiceBus:
         self.queues = set(queues)
         self.max_message_size = max_message_size
         self.ack_delay = ack_delay
+        #: Every message accepted, in arrival order (receiving does not remove them from here).
         self.messages: list[ReceivedMessage] = []
+        #: Encoded messages waiting on each queue for a receiver.
+        self.waiting: dict[str, list[bytes]] = {queue: [] for queue in queues}
         #: Messages per accepted transfer, in arrival order: how the SDK batched them.
         self.transfers: list[list[str]] = []
         #: AMQP frames each transfer to a queue took (a message larger than a frame spans several).
@@ -121,6 +125,10 @@ class FakeServiceBus:
             f"Endpoint=sb://127.0.0.1:{self.port};SharedAccessKeyName={KEY_NAME};"
             f"SharedAccessKey={key};UseDevelopmentEmulator=true"
         )
+
+    def active(self, queue: str) -> int:
+        """Messages on ``queue`` not yet received: what its runtime properties count as active."""
+        return len(self.waiting.get(queue, []))
 
     def ids(self, queue: str) -> list[str]:
         return [m.message_id for m in self.messages if m.queue == queue]
@@ -312,7 +320,17 @@ class _Connection:
             )
 
     async def _on_flow(self, channel: int, fields: list[Any]) -> None:
-        pass  # credit the client grants for $cbs replies; the double never runs out
+        link = self.links.get(fields[4]) if fields[4] is not None else None
+        if link is None or link.client_sends or link.address.endswith("$cbs"):
+            return  # session-level flow, or credit for $cbs replies, of which the double never runs out
+        # Credit left to us: the receiver's delivery-count plus its credit, less what we delivered.
+        credit = (fields[5] or 0) + (fields[6] or 0) - link.delivered
+        waiting = self.bus.waiting[link.address.rsplit("/", 1)[-1]]
+        while credit > 0 and waiting:
+            # Receive-and-delete: the delivery goes out settled and leaves the queue at once.
+            self._transfer(channel, link, waiting.pop(0))
+            link.delivered += 1
+            credit -= 1
 
     async def _on_disposition(self, channel: int, fields: list[Any]) -> None:
         pass  # the client settling a $cbs reply
@@ -332,7 +350,7 @@ class _Connection:
             self._put_token(channel, message)
             outcome: Any = Accepted()
         else:
-            outcome = await self._store(link, message, len(payload))
+            outcome = await self._store(link, message, payload)
             self.bus.frames_per_transfer.append(frame_count)
         self._send(
             channel,
@@ -361,22 +379,26 @@ class _Connection:
         )
         body = bytearray()
         encode_payload(body, reply)
+        self._transfer(channel, reply_link, bytes(body))
+
+    def _transfer(self, channel: int, link: _Link, payload: bytes) -> None:
         self._send(
             channel,
             frames.TransferFrame(
-                handle=reply_link.handle,
+                handle=link.handle,
                 delivery_id=self.next_delivery_id,
                 delivery_tag=struct.pack(">I", self.next_delivery_id),
                 message_format=0,
                 settled=True,
                 more=False,
-                payload=bytes(body),
+                payload=payload,
             ),
         )
         self.next_delivery_id += 1
         self.next_outgoing_id += 1
 
-    async def _store(self, link: _Link, message: Message, size: int) -> Any:
+    async def _store(self, link: _Link, message: Message, payload: bytes) -> Any:
+        size = len(payload)
         if self.bus.ack_delay:
             await asyncio.sleep(self.bus.ack_delay)
         if size > self.bus.max_message_size:
@@ -402,8 +424,10 @@ class _Connection:
                     description="The service was unable to process the request; please retry the operation.",
                 )
             )
-        for m in inner:
+        encoded = cast(list[bytes], message.data) if batch else [payload]
+        for m, raw in zip(inner, encoded, strict=True):
             self.bus.messages.append(_received(queue, m))
+            self.bus.waiting[queue].append(bytes(raw))
         self.bus.transfers.append([_received(queue, m).message_id for m in inner])
         return Accepted()
 
