@@ -42,14 +42,6 @@ pytestmark = pytest.mark.contract
 SERVICEBUS_SETTINGS = (
     "SERVICEBUS_CONNECTION_STRING (or ServiceBusConnection__fullyQualifiedNamespace) and SERVICEBUS_QUEUE"
 )
-#: Found by this suite: RabbitMQBroker.backlog() asks its own robust channel for a passive declare,
-#: and aio-pika answers that from the Queue object it cached when the topology was declared, without
-#: a round trip, so message_count stays what it was then (0). Re-issuing the declare on that object
-#: (``await queue.declare()``) or using a plain channel reads the live count. Remove when fixed: the
-#: strict xfail turns into a failure the day the counts are right.
-RABBITMQ_BACKLOG_BUG = (
-    "RabbitMQBroker.backlog reads aio-pika's cached declaration (message_count frozen at 0)"
-)
 TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Diagnostic-Id": "diag-1"}
 
 
@@ -75,13 +67,6 @@ class Harness:
     fresh_queue: bool
     #: How long the broker's counts may take to reflect a send.
     settle_seconds: float
-    #: A known defect that makes this broker's backlog counts wrong; its count tests must fail.
-    backlog_bug: str | None = None
-
-    def expect_backlog_bug(self, request: pytest.FixtureRequest) -> None:
-        """Mark the running test as an expected failure (strict: it must fail) while the bug stands."""
-        if self.backlog_bug:
-            request.applymarker(pytest.mark.xfail(reason=self.backlog_bug, strict=True))
 
 
 @pytest.fixture(params=["stub", "rabbitmq", "servicebus", "servicebus-double"])
@@ -130,8 +115,7 @@ async def test_a_fresh_queue_has_no_backlog(harness: Harness) -> None:
         assert backlog.dead_lettered == 0
 
 
-async def test_a_sent_message_counts_in_the_backlog(harness: Harness, request: pytest.FixtureRequest) -> None:
-    harness.expect_backlog_bug(request)
+async def test_a_sent_message_counts_in_the_backlog(harness: Harness) -> None:
 
     # When one message is sent
     await harness.broker.send(message(1))
@@ -142,10 +126,7 @@ async def test_a_sent_message_counts_in_the_backlog(harness: Harness, request: p
     assert backlog.total == 1
 
 
-async def test_a_batch_of_250_all_count_in_the_backlog(
-    harness: Harness, request: pytest.FixtureRequest
-) -> None:
-    harness.expect_backlog_bug(request)
+async def test_a_batch_of_250_all_count_in_the_backlog(harness: Harness) -> None:
 
     # When 250 messages are sent as one batch
     await harness.broker.send_batch([message(n) for n in range(250)])
@@ -235,7 +216,6 @@ async def _rabbitmq(url: str) -> AsyncIterator[Harness]:
             lambda: _read_rabbitmq(url, queue),
             fresh_queue=True,
             settle_seconds=2,
-            backlog_bug=RABBITMQ_BACKLOG_BUG,
         )
     finally:
         await broker.close()

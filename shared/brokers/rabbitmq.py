@@ -82,14 +82,20 @@ class RabbitMQBroker(Broker):
             ) from failures[0]
 
     async def backlog(self) -> Backlog:
-        channel = await self._publisher()
+        await self._publisher()  # connects and declares the topology
+        assert self._connection is not None
         try:
-            queue = await channel.declare_queue(self.queue, passive=True)
-            dead = await channel.declare_queue(dead_letter_queue(self.queue), passive=True)
+            # A robust channel answers a repeated declare from its cache (message_count frozen at
+            # the first answer), so ask the broker on a plain AMQP channel of its own, and close it:
+            # a passive declare of a missing queue would close it anyway.
+            async with self._connection.channel() as channel:
+                underlay = await channel.get_underlay_channel()
+                queue = await underlay.queue_declare(self.queue, passive=True)
+                dead = await underlay.queue_declare(dead_letter_queue(self.queue), passive=True)
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise BrokerError(f"cannot read the backlog of '{self.queue}': {exc}") from exc
-        active = queue.declaration_result.message_count or 0
-        dead_lettered = dead.declaration_result.message_count or 0
+        active = queue.message_count or 0
+        dead_lettered = dead.message_count or 0
         # RabbitMQ has no scheduled messages without a plugin.
         return Backlog(self.queue, active=active, dead_lettered=dead_lettered, scheduled=None)
 
