@@ -138,6 +138,8 @@ async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = 
         log_level="warning",
         access_log=False,
         lifespan="off",
+        # No proxy in front of a local host: skip the middleware that rewrites client addresses.
+        proxy_headers=False,
         http="httptools",
         loop="none",
         timeout_graceful_shutdown=30,

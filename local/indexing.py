@@ -7,6 +7,7 @@ then resolve ``%Setting%`` expressions in each binding as the host does at index
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -50,11 +51,12 @@ class IndexedFunction:
     func: Callable[..., Any]
     directory: Path
 
-    @property
+    # Read on every invocation: computed once (cached_property writes past the frozen dataclass).
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
 
-    @property
+    @functools.cached_property
     def parameters(self) -> Mapping[str, inspect.Parameter]:
         return inspect.signature(self.func).parameters
 

@@ -25,6 +25,7 @@ from shared.envelope import TaskEnvelope
 from shared.errors import StoreError
 from shared.histogram import bucket
 from shared.secrets import Secret
+from shared.valkey_batching import Coalescer, Script
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,61 @@ local cached = false
 if #KEYS > 1 then cached = redis.call('GET', KEYS[2]) end
 return {status or 'unknown', attempts, cached}
 """
+
+# KEYS: counters, then one task hash per task; ARGV: ttl, then type and submitted_at per task.
+_ACCEPT = """
+local per_type = {}
+for i = 2, #KEYS do
+  local task_type = ARGV[2 * i - 2]
+  redis.call('HSET', KEYS[i], 'status', 'queued', 'type', task_type, 'attempts', 0,
+             'submitted_at', ARGV[2 * i - 1])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  per_type[task_type] = (per_type[task_type] or 0) + 1
+end
+redis.call('HINCRBY', KEYS[1], 'accepted', #KEYS - 1)
+for task_type, count in pairs(per_type) do
+  redis.call('HINCRBY', KEYS[1], 'accepted:' .. task_type, count)
+end
+return #KEYS - 1
+"""
+
+# KEYS: task, counters, duration histogram, queue-wait histogram, this second's throughput
+# [, cache key, cache index]; ARGV: now, ttl, type, result, duration bucket, wait bucket,
+# cache hit ('1' hit, '0' miss, '' not cached), cache ttl, cache expiry.
+_SUCCEED = """
+redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[4], 'finished_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'error')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'processed', 1)
+redis.call('HINCRBY', KEYS[2], 'processed:' .. ARGV[3], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], 120)
+if ARGV[7] == '1' then
+  redis.call('HINCRBY', KEYS[2], 'cache_hits', 1)
+elseif ARGV[7] == '0' then
+  redis.call('HINCRBY', KEYS[2], 'cache_misses', 1)
+  if #KEYS > 5 then
+    redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[8])
+    redis.call('ZADD', KEYS[7], ARGV[9], KEYS[6])
+  end
+end
+return 1
+"""
+
+# KEYS: task, counters; ARGV: now, ttl, type, error, final ('1' when attempts are used up).
+_FAIL = """
+local status = 'failed'
+if ARGV[5] == '1' then status = 'dead-lettered' end
+redis.call('HSET', KEYS[1], 'status', status, 'error', ARGV[4], 'finished_at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'failed', 1)
+redis.call('HINCRBY', KEYS[2], 'failed:' .. ARGV[3], 1)
+if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1) end
+return 1
+"""
+BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
 
 
 def task_key(task_id: str) -> str:
@@ -104,7 +160,7 @@ class Store:
             health_check_interval=30,
         )
         self._status_ttl = status_ttl
-        self._begin = self._client.register_script(_BEGIN)
+        self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL))
 
     @property
     def client(self) -> valkey.Valkey:
@@ -122,21 +178,10 @@ class Store:
         Written before the send, so a consumer quicker than this write cannot be overwritten by it;
         :meth:`forget_accepted` undoes it when the broker refuses the messages.
         """
-        pipe = self._client.pipeline(transaction=False)
+        args: list[Any] = [self._status_ttl]
         for e in envelopes:
-            key = task_key(e.id)
-            pipe.hset(
-                key,
-                mapping={"status": "queued", "type": e.type, "attempts": 0, "submitted_at": e.submitted_at},
-            )
-            pipe.expire(key, self._status_ttl)
-        per_type: dict[str, int] = {}
-        for e in envelopes:
-            per_type[e.type] = per_type.get(e.type, 0) + 1
-        pipe.hincrby(COUNTERS, "accepted", len(envelopes))
-        for task_type, count in per_type.items():
-            pipe.hincrby(COUNTERS, f"accepted:{task_type}", count)
-        await self._run(pipe)
+            args += [e.type, e.submitted_at]
+        await self._send([ACCEPT.command([COUNTERS, *(task_key(e.id) for e in envelopes)], args)])
 
     async def forget_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
         """Undo :meth:`record_accepted` for tasks the broker did not take."""
@@ -152,60 +197,69 @@ class Store:
 
         One round trip for the whole batch; each task's check-and-set is atomic.
         """
-        pipe = self._client.pipeline(transaction=False)
         now = time.time()
-        for envelope, cache in attempts:
-            keys = [task_key(envelope.id)] + ([cache] if cache else [])
-            # With a pipeline as client this only queues the script call (loaded on execute if needed).
-            await self._begin(
-                keys=keys, args=[now, self._status_ttl, envelope.type, envelope.submitted_at], client=pipe
+        commands = [
+            BEGIN.command(
+                [task_key(envelope.id)] + ([cache] if cache else []),
+                [now, self._status_ttl, envelope.type, envelope.submitted_at],
             )
+            for envelope, cache in attempts
+        ]
         found = []
-        for status, count, cached in await self._run(pipe):
+        for status, count, cached in await self._send(commands):
             previous = status.decode() if isinstance(status, bytes) else str(status)
             found.append(Attempt(previous, int(count), cached or None))
         return found
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Write every outcome of a batch (status, result or error, counters, histograms): one trip."""
-        pipe = self._client.pipeline(transaction=False)
+        """Write every outcome of a batch (status, result or error, counters, histograms)."""
         now = time.time()
-        for outcome in outcomes:
-            if outcome.error is None:
-                self._add_success(pipe, outcome, now)
-            else:
-                self._add_failure(pipe, outcome, now)
-        await self._run(pipe)
+        await self._send(
+            [self._succeeded(o, now) if o.error is None else self._failed(o, now) for o in outcomes]
+        )
 
-    def _add_success(self, pipe: Any, outcome: Outcome, now: float) -> None:
+    def _succeeded(self, outcome: Outcome, now: float) -> tuple[Any, ...]:
         envelope = outcome.envelope
-        key = task_key(envelope.id)
-        pipe.hset(key, mapping={"status": "succeeded", "result": outcome.result, "finished_at": now})
-        pipe.hdel(key, "error")
-        pipe.expire(key, self._status_ttl)
-        pipe.hincrby(COUNTERS, "processed", 1)
-        pipe.hincrby(COUNTERS, f"processed:{envelope.type}", 1)
-        pipe.hincrby(P + "hist:duration", str(bucket(outcome.duration)), 1)
-        pipe.hincrby(P + "hist:queue_wait", str(bucket(outcome.started_at - envelope.submitted_at)), 1)
-        second = int(now)
-        pipe.incr(f"{P}tp:{second}")
-        pipe.expire(f"{P}tp:{second}", THROUGHPUT_WINDOW * 2)
-        if outcome.cache_hit is not None:
-            pipe.hincrby(COUNTERS, "cache_hits" if outcome.cache_hit else "cache_misses", 1)
-        if outcome.cache and outcome.cache_ttl and not outcome.cache_hit:
-            pipe.set(outcome.cache, outcome.result, ex=outcome.cache_ttl)
-            pipe.zadd(CACHE_INDEX, {outcome.cache: now + outcome.cache_ttl})
+        keys = [
+            task_key(envelope.id),
+            COUNTERS,
+            P + "hist:duration",
+            P + "hist:queue_wait",
+            f"{P}tp:{int(now)}",
+        ]
+        hit = "" if outcome.cache_hit is None else ("1" if outcome.cache_hit else "0")
+        cache_ttl = outcome.cache_ttl or 0
+        if outcome.cache and cache_ttl:
+            keys += [outcome.cache, CACHE_INDEX]
+        args = [
+            now,
+            self._status_ttl,
+            envelope.type,
+            outcome.result,
+            bucket(outcome.duration),
+            bucket(outcome.started_at - envelope.submitted_at),
+            hit,
+            cache_ttl,
+            now + cache_ttl,
+        ]
+        return SUCCEED.command(keys, args)
 
-    def _add_failure(self, pipe: Any, outcome: Outcome, now: float) -> None:
+    def _failed(self, outcome: Outcome, now: float) -> tuple[Any, ...]:
         envelope = outcome.envelope
-        key = task_key(envelope.id)
-        status = "dead-lettered" if outcome.final else "failed"
-        pipe.hset(key, mapping={"status": status, "error": (outcome.error or "")[:2000], "finished_at": now})
-        pipe.expire(key, self._status_ttl)
-        pipe.hincrby(COUNTERS, "failed", 1)
-        pipe.hincrby(COUNTERS, f"failed:{envelope.type}", 1)
-        if outcome.final:
-            pipe.hincrby(COUNTERS, "dead_lettered", 1)
+        args = [
+            now,
+            self._status_ttl,
+            envelope.type,
+            (outcome.error or "")[:2000],
+            "1" if outcome.final else "0",
+        ]
+        return FAIL.command([task_key(envelope.id), COUNTERS], args)
+
+    async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        try:
+            return await self._batched.run(commands)
+        except (ValkeyError, OSError) as exc:
+            raise StoreError(f"Valkey refused a write: {exc}") from exc
 
     async def record_undecodable(self, message_id: str, reason: str) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -267,4 +321,5 @@ class Store:
             raise StoreError(f"Valkey: {exc}") from exc
 
     async def close(self) -> None:
+        await self._batched.drain()
         await self._client.aclose()

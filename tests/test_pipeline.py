@@ -3,6 +3,7 @@ the RabbitMQ path is covered end to end through the host in test_end_to_end.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -252,3 +253,28 @@ async def test_handler_timeout_is_a_failure(store: Store) -> None:
     quick._registry = type("R", (), {"get": staticmethod(lambda name: replace(sleep_type, timeout=0.05))})()  # type: ignore[assignment]
     with pytest.raises(TaskFailedError, match=r"longer than 0\.05s"):
         await quick.process([envelope.encode()])
+
+
+async def test_writes_survive_valkey_forgetting_its_scripts(
+    accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
+) -> None:
+    # Given Valkey restarted (its script cache is empty)
+    await store.client.script_flush()
+    # When tasks are accepted and processed, Then the scripts are loaded again and nothing is lost
+    task_id = await _submit_and_process(
+        accepter, broker, processor, {"type": "echo", "payload": {"message": 1}}
+    )
+    status = await store.task(task_id)
+    assert status is not None
+    assert status["status"] == "succeeded"
+
+
+async def test_concurrent_invocations_each_get_their_own_answer(
+    accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
+) -> None:
+    # Writes of concurrent invocations share pipelines; each must still see its own result
+    accepted = await accepter.accept(body([{"type": "add", "payload": {"x": i, "y": 1}} for i in range(40)]))
+    messages = [broker.take().body for _ in range(40)]
+    await asyncio.gather(*(processor.process([m]) for m in messages))
+    results = [msgspec.json.decode((await store.task(i) or {})["result"]) for i in accepted.ids]
+    assert results == [float(i + 1) for i in range(40)]
