@@ -44,10 +44,10 @@ check: $(DEPS)
 	$(PY) -m mypy
 	@$(MAKE) --no-print-directory test
 
-# ApacheBench is the load generator: C, one core, light enough to share a 2-core machine.
+# h2load (--h1) is the load generator: C, HTTP/1.1 keep-alive, one thread, exact request counts.
 bench: $(DEPS)
-	@command -v ab >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils >/dev/null; } \
-	    || { echo "error: ab is missing: sudo apt-get install -y apache2-utils" >&2; exit 1; }
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; } \
+	    || { echo "error: h2load is missing: sudo apt-get install -y nghttp2-client" >&2; exit 1; }
 	$(PY) -m local bench $(BENCH_ARGS)
 
 clean-services: $(DEPS)
