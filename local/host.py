@@ -123,7 +123,9 @@ def function_list(loaded: LoadedHost, base_url: str) -> str:
     return "\n".join(lines)
 
 
-async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    loaded: LoadedHost, http_socket: socket.socket, *, ready: asyncio.Event | None = None
+) -> None:
     """Run the HTTP front and every listener until SIGINT/SIGTERM (or the task is cancelled)."""
     assert loaded.front is not None
     assert loaded.invoker is not None
@@ -133,8 +135,6 @@ async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = 
         loop.add_signal_handler(signum, stopping.set)
     config = uvicorn.Config(
         loaded.front,
-        host="127.0.0.1",
-        port=port,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -145,7 +145,6 @@ async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = 
         timeout_graceful_shutdown=30,
     )
     server = _Server(config)
-    http_socket = _bind(port)
     started: list[Listener] = []
     try:
         for listener in loaded.listeners:
@@ -157,7 +156,7 @@ async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = 
             await asyncio.sleep(0.01)
         if server_task.done():
             server_task.result()
-            raise HostError(f"the HTTP server on 127.0.0.1:{port} did not start")
+            raise HostError(f"the HTTP server on {http_socket.getsockname()} did not start")
         log.info("Host started; press Ctrl+C to stop")
         if ready is not None:
             ready.set()
@@ -175,7 +174,7 @@ async def serve(loaded: LoadedHost, port: int, *, ready: asyncio.Event | None = 
         log.info("Host stopped")
 
 
-def _bind(port: int) -> socket.socket:
+def bind(port: int) -> socket.socket:
     """Bind the HTTP port ourselves, so a port in use is a clear error rather than uvicorn's exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -238,14 +237,29 @@ def run(app_dir: Path, port: int | None = None) -> int:
             flush=True,
         )
     try:
-        _run_loop(serve(loaded, local_port))
+        http_socket = bind(local_port)
+    except HostError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    processes = _int_setting(environ, "FUNCTIONS_WORKER_PROCESS_COUNT") or 1
+    if processes > 1:
+        from local.workers import run_workers
+
+        return run_workers(processes, lambda: serve_forever(loaded, http_socket))
+    return serve_forever(loaded, http_socket)
+
+
+def serve_forever(loaded: LoadedHost, http_socket: socket.socket) -> int:
+    """Serve in this process until stopped; the exit code."""
+    try:
+        run_loop(serve(loaded, http_socket))
     except HostError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _run_loop(main: object) -> None:
+def run_loop(main: object) -> None:
     try:
         import uvloop
     except ImportError:  # uvloop is optional: the standard loop works, only slower
