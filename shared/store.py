@@ -25,7 +25,7 @@ from shared.envelope import TaskEnvelope
 from shared.errors import StoreError
 from shared.histogram import bucket
 from shared.secrets import Secret
-from shared.valkey_batching import Coalescer, Script
+from shared.valkey_batching import Coalescer, FastConnection, Script
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ class Store:
             socket_timeout=5,
             socket_connect_timeout=3,
             health_check_interval=30,
+            connection_class=FastConnection,
         )
         self._status_ttl = status_ttl
         self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL))

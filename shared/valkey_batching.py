@@ -17,10 +17,21 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import libvalkey
 import valkey.asyncio as valkey
 from valkey.exceptions import NoScriptError, ValkeyError
 
 log = logging.getLogger(__name__)
+
+
+class FastConnection(valkey.Connection):
+    """A connection that encodes commands with libvalkey's C packer instead of Python code."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # Multi-word commands ("SCRIPT LOAD") travel as separate words, as valkey-py sends them.
+        if isinstance(args[0], str) and " " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        return [libvalkey.pack_command(args)]
 
 
 class Script:
@@ -35,21 +46,28 @@ class Script:
 
 
 class Coalescer:
-    """Queues commands and flushes everything queued in one loop turn as one pipeline."""
+    """Queues commands and sends them as pipelines, one at a time.
+
+    While a pipeline is out, new commands wait; the next pipeline carries all of them. Under load
+    that batches by itself (the busier Valkey's round trip, the fuller the next pipeline); when
+    idle, a command goes out on the next loop turn.
+    """
 
     def __init__(self, client: valkey.Valkey, scripts: Sequence[Script]) -> None:
         self._client = client
         self._scripts = tuple(scripts)
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     def submit(self, *command: Any) -> asyncio.Future[Any]:
         """Queue one command; the future resolves to its reply or raises its error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._start_flush)
         self._pending.append((command, future))
+        if not self._scheduled and not self._flushing:
+            self._scheduled = True
+            loop.call_soon(self._start_flush)
         return future
 
     async def run(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -57,10 +75,18 @@ class Coalescer:
         return list(await asyncio.gather(*(self.submit(*c) for c in commands)))
 
     def _start_flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
         batch, self._pending = self._pending, []
         task = asyncio.get_running_loop().create_task(self._flush(batch))
         self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        if self._pending:
+            self._start_flush()
 
     async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
