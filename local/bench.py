@@ -53,6 +53,8 @@ class Phase:
     processed_per_second: float = 0.0
     succeeded: int = 0
     lost: int = 0
+    #: CPU time the host spent per task (user + system, all its processes): robust to other load.
+    host_cpu_us_per_task: float = 0.0
 
 
 def _load(url: str, key: str, body: str, requests: int, concurrency: int) -> dict[str, Any]:
@@ -121,7 +123,21 @@ def _wait_processed(base: str, key: str, target: int, deadline: float) -> tuple[
     return processed, time.monotonic()
 
 
-def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int) -> Phase:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its child processes so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int, host_pid: int) -> Phase:
+    cpu_before = _cpu_seconds(host_pid)
     started = time.monotonic()
     load = _load(f"{base}/api/tasks", key, json.dumps(payload), phase.requests, phase.concurrency)
     per_request = len(payload) if isinstance(payload, list) else 1
@@ -135,6 +151,8 @@ def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int) ->
     phase.lost = phase.accepted - phase.succeeded
     phase.end_to_end_seconds = round(finished - started, 3)
     phase.processed_per_second = round(phase.succeeded / phase.end_to_end_seconds, 1)
+    if phase.succeeded:
+        phase.host_cpu_us_per_task = round((_cpu_seconds(host_pid) - cpu_before) * 1e6 / phase.succeeded, 1)
     return phase
 
 
@@ -239,6 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             key,
             {"type": "echo", "payload": {"message": "hello"}},
             0,
+            host.pid,
         )
         batch_payload = [{"type": "echo", "payload": {"message": i}} for i in range(args.batch_size)]
         batches = _run_phase(
@@ -247,6 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             key,
             batch_payload,
             single.succeeded,
+            host.pid,
         )
         rss = _peak_rss_mb(host.pid)
     finally:
@@ -270,6 +290,7 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"\ntasklane bench ({report['machine']['cpus']} cpus, Python {report['machine']['python']})\n")
     header = (
         f"{'phase':<8}{'tasks':>8}{'accepted/s':>12}{'p50 ms':>8}{'p99 ms':>8}{'e2e tasks/s':>13}{'lost':>6}"
+        f"{'host CPU us/task':>18}"
     )
     print(header)
     print("-" * len(header))
@@ -277,7 +298,7 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{p['name']:<8}{p['accepted']:>8}{p['accepted_per_second']:>12.0f}"
             f"{p['latency_ms'].get('p50', 0):>8.1f}{p['latency_ms'].get('p99', 0):>8.1f}"
-            f"{p['processed_per_second']:>13.0f}{p['lost']:>6}"
+            f"{p['processed_per_second']:>13.0f}{p['lost']:>6}{p['host_cpu_us_per_task']:>18.0f}"
         )
     print(
         f"\npeak RSS of the host: {report['peak_rss_mb']} MB; cold start (import + index): "
