@@ -195,18 +195,14 @@ def _children(pid: int) -> list[int]:
 
 def _reset(valkey_db: int, queue: str) -> None:
     async def purge() -> None:
-        import aio_pika
         import valkey.asyncio as valkey
+
+        from shared.brokers.rabbitmq_topology import delete_queue_topology
 
         client = valkey.Valkey.from_url(f"valkey://127.0.0.1:6379/{valkey_db}")
         await client.flushdb()
         await client.aclose()
-        connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-        channel = await connection.channel()
-        for name in (queue, f"{queue}.dead-letter"):
-            await channel.queue_delete(name)
-        await channel.exchange_delete(f"{queue}.dlx")
-        await connection.close()
+        await delete_queue_topology("amqp://guest:guest@127.0.0.1:5672/", queue)
 
     asyncio.run(purge())
 

@@ -28,7 +28,8 @@ import aio_pika
 import pytest
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
-from shared.brokers.rabbitmq import RabbitMQBroker, dead_letter_exchange, dead_letter_queue
+from shared.brokers.rabbitmq import RabbitMQBroker
+from shared.brokers.rabbitmq_topology import delete_queue_topology
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
 from shared.config import ServiceBusConnection
@@ -219,7 +220,7 @@ async def _rabbitmq(url: str) -> AsyncIterator[Harness]:
         )
     finally:
         await broker.close()
-        await _delete_rabbitmq_topology(url, queue)
+        await delete_queue_topology(url, queue)
 
 
 async def _read_rabbitmq(url: str, queue: str) -> list[Received]:
@@ -232,16 +233,6 @@ async def _read_rabbitmq(url: str, queue: str) -> list[Received]:
             headers = {key: _text(value) for key, value in (taken.headers or {}).items()}
             received.append(Received(str(taken.message_id), taken.body, headers))
     return received
-
-
-async def _delete_rabbitmq_topology(url: str, queue: str) -> None:
-    """Delete only what this test's broker declared: its queue, dead-letter queue and exchange."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(queue)
-        await channel.queue_delete(dead_letter_queue(queue))
-        await channel.exchange_delete(dead_letter_exchange(queue))
 
 
 def _text(value: object) -> str:

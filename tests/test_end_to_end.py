@@ -14,6 +14,7 @@ import pytest
 import valkey
 
 from local import services
+from shared.brokers.rabbitmq_topology import delete_queue_topology
 from tests.hosting import RunningHost, eventually, free_port, start_host
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
@@ -28,12 +29,7 @@ def host() -> Iterator[RunningHost]:
 
 
 async def _delete_queue(queue: str) -> None:
-    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-    channel = await connection.channel()
-    for name in (queue, f"{queue}.dead-letter"):
-        await channel.queue_delete(name)
-    await channel.exchange_delete(f"{queue}.dlx")
-    await connection.close()
+    await delete_queue_topology("amqp://guest:guest@127.0.0.1:5672/", queue)
 
 
 async def _drain(queue: str, expected: int, within: float = 20) -> list[aio_pika.abc.AbstractIncomingMessage]:

@@ -22,19 +22,12 @@ from shared.secrets import Secret
 log = logging.getLogger(__name__)
 
 
-def dead_letter_exchange(queue: str) -> str:
-    return QueueTopology.for_queue(queue).dead_letter_exchange
-
-
-def dead_letter_queue(queue: str) -> str:
-    return QueueTopology.for_queue(queue).dead_letter_queue
-
-
 class RabbitMQBroker(Broker):
     """Publishes persistent messages with confirms over one robust connection, opened on first use."""
 
     def __init__(self, url: Secret, queue: str) -> None:
         self.queue = queue
+        self._topology = QueueTopology.for_queue(queue)
         self._url = url
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -97,7 +90,7 @@ class RabbitMQBroker(Broker):
             async with self._connection.channel() as channel:
                 underlay = await channel.get_underlay_channel()
                 queue = await underlay.queue_declare(self.queue, passive=True)
-                dead = await underlay.queue_declare(dead_letter_queue(self.queue), passive=True)
+                dead = await underlay.queue_declare(self._topology.dead_letter_queue, passive=True)
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise BrokerError(f"cannot read the backlog of '{self.queue}': {exc}") from exc
         active = queue.message_count or 0

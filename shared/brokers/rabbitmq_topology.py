@@ -107,3 +107,17 @@ def _warn_kept_queue(queue_name: str, reason: str) -> None:
         queue_name,
         reason,
     )
+
+
+async def delete_queue_topology(url: str, queue_name: str) -> None:
+    """Delete the queue, its dead-letter queue and exchange: what :func:`declare_queue_topology` made.
+
+    For tests and the benchmark, which each work on queues of their own.
+    """
+    topology = QueueTopology.for_queue(queue_name)
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(topology.queue)
+        await channel.queue_delete(topology.dead_letter_queue)
+        await channel.exchange_delete(topology.dead_letter_exchange)
