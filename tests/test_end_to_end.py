@@ -109,6 +109,12 @@ def test_unknown_task_is_404_and_keys_are_required(host: RunningHost) -> None:
         (b'{"type": "echo"}', "text/plain", 415),
         (b"{not json", "application/json", 400),
         (b'{"type": "nope"}', "application/json", 400),
+        # Past TASKS_MAX_BODY_BYTES (4 MiB by default), under the host's own 100 MB limit
+        (
+            b'{"type": "echo", "payload": {"message": "' + b"x" * (4 * 1024 * 1024) + b'"}}',
+            "application/json",
+            413,
+        ),
     ],
 )
 def test_bad_requests(host: RunningHost, content: bytes, content_type: str, status: int) -> None:
