@@ -4,7 +4,7 @@ import logging
 
 import azure.functions as func
 
-from shared import runtime
+from shared import runtime, telemetry
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -14,6 +14,10 @@ log = logging.getLogger(__name__)
 async def backlog_snapshot(timer: func.TimerRequest) -> None:
     backlog = await runtime.broker().backlog()
     await runtime.store().save_backlog(backlog)
+    # The Functions host exports no metrics in OpenTelemetry mode: record the gauges and flush them
+    # before the invocation ends (a Flex Consumption instance may be frozen right after).
+    telemetry.record_backlog(backlog)
+    telemetry.flush_metrics()
     log.info(
         "Backlog of %s: %d active, %d dead-lettered", backlog.queue, backlog.active, backlog.dead_lettered
     )

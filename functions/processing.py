@@ -17,8 +17,11 @@ if current_profile() == "local":
         queue_name="%TASKS_QUEUE%",
         connection_string_setting="RabbitMQConnection",
     )
-    async def process_tasks(message: bytes) -> None:
-        await runtime.processor().process([message])
+    async def process_tasks(message: bytes, context: func.Context) -> None:
+        # The host hands the message's traceparent over as the invocation's trace context.
+        trace = context.trace_context
+        headers = {"traceparent": trace.trace_parent, "tracestate": trace.trace_state}
+        await runtime.processor().process([message], (), [headers])
 
 else:
 
@@ -31,4 +34,5 @@ else:
     # The worker accepts only typing.List here, not list[...] (azure-functions-python-worker#1034).
     async def process_tasks(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
         bodies = [m.get_body() for m in messages]
-        await runtime.processor().process(bodies, [m.message_id or "" for m in messages])
+        ids = [m.message_id or "" for m in messages]
+        await runtime.processor().process(bodies, ids, [m.application_properties for m in messages])

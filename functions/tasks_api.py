@@ -1,17 +1,28 @@
 """HTTP API for tasks: submit, read status, read stats, readiness and the OpenAPI document."""
 
 import azure.functions as func
+from opentelemetry.trace import Span
 
 from functions.responses import error_response, json_response, problem
-from shared import openapi, runtime, stats
+from shared import openapi, runtime, stats, telemetry
 from shared.errors import TasklaneError
 from shared.status import task_view
 
 bp = func.Blueprint()
+_SUBMIT = {"http.request.method": "POST", "http.route": "/api/tasks"}
 
 
 @bp.route(route="tasks", methods=["POST"])
-async def submit_tasks(req: func.HttpRequest) -> func.HttpResponse:
+async def submit_tasks(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    trace = context.trace_context
+    with telemetry.invocation_span("POST /api/tasks", trace.trace_parent, trace.trace_state, _SUBMIT) as span:
+        response = await _submit(req, span)
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+async def _submit(req: func.HttpRequest, span: Span) -> func.HttpResponse:
     content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         return problem(415, "send the tasks as application/json", received=content_type or None)
@@ -22,6 +33,7 @@ async def submit_tasks(req: func.HttpRequest) -> func.HttpResponse:
         accepted = await runtime.accepter().accept(body, req.headers.get("idempotency-key"))
     except TasklaneError as exc:
         return error_response(exc)
+    telemetry.set_task_ids(span, accepted.ids)
     items = [{"id": task_id, "status": "queued"} for task_id in accepted.ids]
     location = f"/api/tasks/{accepted.ids[0]}"
     return json_response(items if accepted.is_batch else items[0], 202, {"Location": location})

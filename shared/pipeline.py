@@ -14,12 +14,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import Span, SpanContext
 
+from shared import telemetry
 from shared.brokers import Broker, OutgoingMessage
 from shared.envelope import TaskEnvelope
 from shared.errors import (
@@ -142,6 +144,8 @@ class Accepter:
                 log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier))
                 return Accepted(earlier, submission.is_batch, replayed=True)
         await self._store.record_accepted(envelopes)
+        if telemetry.active:
+            telemetry.record_accepted(envelopes)
         try:
             await self._broker.send_batch([OutgoingMessage(e.id, e.encode()) for e in envelopes])
         except Exception:
@@ -167,14 +171,43 @@ class Accepter:
 
 
 class Processor:
-    """Runs queued tasks through their handlers and records what happened."""
+    """Runs queued tasks through their handlers and records what happened.
 
-    def __init__(self, store: Store, registry: Registry) -> None:
+    ``system`` and ``queue`` name the broker and queue on the consumer spans.
+    """
+
+    def __init__(
+        self, store: Store, registry: Registry, *, system: str = "rabbitmq", queue: str = ""
+    ) -> None:
         self._store = store
         self._registry = registry
+        self._system = system
+        self._queue = queue
 
-    async def process(self, bodies: Sequence[bytes | str], message_ids: Sequence[str] = ()) -> None:
-        """Process a batch; raise :class:`TaskFailedError` (or DecodeError) if any task failed."""
+    async def process(
+        self,
+        bodies: Sequence[bytes | str],
+        message_ids: Sequence[str] = (),
+        headers: Sequence[Mapping[Any, Any] | None] = (),
+    ) -> None:
+        """Process a batch; raise :class:`TaskFailedError` (or DecodeError) if any task failed.
+
+        ``headers`` are each message's headers or application properties: their trace context
+        makes the consumer span part of the producer's trace (telemetry on).
+        """
+        if not telemetry.active:
+            await self._process(bodies, message_ids)
+            return
+        with telemetry.consumer_span(self._system, self._queue, headers, message_ids) as (span, producers):
+            await self._process(bodies, message_ids, span if len(bodies) > 1 else None, producers)
+
+    async def _process(
+        self,
+        bodies: Sequence[bytes | str],
+        message_ids: Sequence[str],
+        batch_span: Span | None = None,
+        producers: Sequence[SpanContext | None] = (),
+    ) -> None:
         envelopes: list[TaskEnvelope] = []
         for position, body in enumerate(bodies):
             try:
@@ -186,21 +219,32 @@ class Processor:
                 )
                 await self._store.record_undecodable(message_id, str(exc))
                 raise
+        if telemetry.active and batch_span is None and envelopes:
+            telemetry.annotate_delivery(envelopes[0])
         plans = [(e, self._registry.get(e.type)) for e in envelopes]
         attempts = await self._store.begin(
             [(e, cache_key(e.type, e.payload) if t and t.cache_ttl else None) for e, t in plans]
         )
-        runs = [
-            self._run(e, t, a.attempts, a.cached)
-            for (e, t), a in zip(plans, attempts, strict=True)
-            if not a.already_final
-        ]
+        if telemetry.active:
+            runs = [
+                self._traced_run(e, t, a.attempts, a.cached, _at(producers, position), batch_span)
+                for position, ((e, t), a) in enumerate(zip(plans, attempts, strict=True))
+                if not a.already_final
+            ]
+        else:
+            runs = [
+                self._run(e, t, a.attempts, a.cached)
+                for (e, t), a in zip(plans, attempts, strict=True)
+                if not a.already_final
+            ]
         outcomes = list(await asyncio.gather(*runs))
         for (envelope, _), attempt in zip(plans, attempts, strict=True):
             if attempt.previous_status == "succeeded":
                 log.info("Task %s already succeeded; the redelivered message is not run again", envelope.id)
         if outcomes:
             await self._store.record(outcomes)
+            if telemetry.active:
+                telemetry.record_outcomes(outcomes)
         failures = [o for o in outcomes if o.error is not None]
         failures += [
             Outcome(e, 0.0, error="dead-lettered earlier", final=True)
@@ -210,6 +254,20 @@ class Processor:
         if failures:
             first = failures[0]
             raise TaskFailedError(f"task {first.envelope.id} ({first.envelope.type}) failed: {first.error}")
+
+    async def _traced_run(
+        self,
+        envelope: TaskEnvelope,
+        task_type: TaskType | None,
+        attempt: int,
+        cached: bytes | None,
+        producer: SpanContext | None,
+        batch_span: Span | None,
+    ) -> Outcome:
+        with telemetry.task_span(envelope, producer, batch_span) as span:
+            outcome = await self._run(envelope, task_type, attempt, cached)
+            telemetry.describe_outcome(span, outcome)
+            return outcome
 
     async def _run(
         self, envelope: TaskEnvelope, task_type: TaskType | None, attempt: int, cached: bytes | None
@@ -244,6 +302,10 @@ class Processor:
             cache_ttl=task_type.cache_ttl,
             cache_hit=False if cache else None,
         )
+
+
+def _at(producers: Sequence[SpanContext | None], position: int) -> SpanContext | None:
+    return producers[position] if position < len(producers) else None
 
 
 def _describe(exc: Exception, task_type: TaskType) -> str:

@@ -58,7 +58,9 @@ def accepter() -> Accepter:
 def processor() -> Processor:
     global _processor
     if _processor is None:
-        _processor = Processor(store(), registry)
+        config = settings()
+        system = "rabbitmq" if config.profile == "local" else "servicebus"
+        _processor = Processor(store(), registry, system=system, queue=config.tasks_queue)
     return _processor
 
 

@@ -14,6 +14,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from shared import telemetry
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.errors import BrokerError
@@ -57,6 +58,12 @@ class RabbitMQBroker(Broker):
             underlay = await channel.get_underlay_channel()
         except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
             raise BrokerError(f"RabbitMQ channel for '{self.queue}' is not open: {exc}") from exc
+        with telemetry.ProducerSpans("rabbitmq", self.queue, messages) as traced:
+            await self._publish(underlay, traced)
+
+    async def _publish(
+        self, underlay: aiormq.abc.AbstractChannel, messages: Sequence[OutgoingMessage]
+    ) -> None:
         publishes = [
             underlay.basic_publish(
                 m.body,

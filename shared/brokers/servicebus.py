@@ -33,6 +33,7 @@ from azure.servicebus.exceptions import (
     ServiceBusAuthorizationError,
 )
 
+from shared import telemetry
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.config import SERVICEBUS_CONNECTION, ServiceBusConnection
 from shared.errors import BrokerError, ConfigError
@@ -85,9 +86,10 @@ class ServiceBusBroker(Broker):
                 sender = self._queue_sender()
                 # Batch everything before sending anything, so a message that can never fit fails
                 # the call without half of it enqueued.
-                batches = await self._batches(sender, messages)
-                for batch in batches:
-                    await sender.send_messages(batch)
+                with telemetry.ProducerSpans("servicebus", self.queue, messages) as traced:
+                    batches = await self._batches(sender, traced)
+                    for batch in batches:
+                        await sender.send_messages(batch)
             except AzureError as exc:
                 raise _broker_error(f"send {len(messages)} messages to", self.queue, exc) from exc
         ids = ", ".join(m.id for m in messages)

@@ -1,0 +1,217 @@
+"""Telemetry end to end: our host exports OTLP/HTTP to a real receiver, and each task is one trace.
+
+The receiver decodes the protobuf export requests (opentelemetry-proto), as SigNoz's collector does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import aio_pika
+import pytest
+
+from shared.brokers.rabbitmq_topology import QueueTopology, delete_queue_topology
+from tests.conftest import RABBITMQ_URL
+from tests.hosting import RunningHost, eventually, start_host
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+
+pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
+
+SERVER, PRODUCER, CONSUMER = 2, 4, 5  # opentelemetry.proto.trace.v1.Span.SpanKind
+#: host.json's extensions.rabbitMQ.prefetchCount: deliveries the trigger holds unacknowledged.
+PREFETCH = 30
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OTLPReceiver]:
+    with OTLPReceiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def host(receiver: OTLPReceiver) -> Iterator[RunningHost]:
+    running = start_host(
+        settings={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_BLRP_SCHEDULE_DELAY": "200",
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            "OTEL_SERVICE_NAME": "tasklane-test",
+        }
+    )
+    yield running
+    running.stop()
+    asyncio.run(delete_queue_topology(RABBITMQ_URL, running.queue))
+
+
+def _submit(host: RunningHost, document: Any, **headers: str) -> Any:
+    with host.client() as http:
+        response = http.post("/api/tasks", json=document, headers=headers)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def _task_spans(receiver: OTLPReceiver, task_id: str) -> dict[str, ReceivedSpan]:
+    """The task's HTTP, send, process and handler spans by role, once all four arrived."""
+    found: dict[str, ReceivedSpan] = {}
+    for span in receiver.received.snapshot_spans():
+        ids = [span.attributes.get("tasklane.task.id"), *span.attributes.get("tasklane.task.ids", [])]
+        if task_id not in ids:
+            continue
+        role = {SERVER: "http", PRODUCER: "send", CONSUMER: "process"}.get(span.kind, "task")
+        found[role] = span
+    return found
+
+
+def _whole_trace(receiver: OTLPReceiver, task_id: str) -> dict[str, ReceivedSpan]:
+    spans: dict[str, ReceivedSpan] = {}
+
+    def arrived() -> bool:
+        spans.update(_task_spans(receiver, task_id))
+        return set(spans) == {"http", "send", "process", "task"}
+
+    eventually(arrived, timeout=15)
+    return spans
+
+
+def _assert_one_trace(spans: dict[str, ReceivedSpan], queue: str, task_id: str) -> None:
+    http, send, process, task = spans["http"], spans["send"], spans["process"], spans["task"]
+    assert {s.trace_id for s in spans.values()} == {http.trace_id}
+    assert send.parent_span_id == http.span_id
+    assert process.parent_span_id == send.span_id
+    assert task.parent_span_id == process.span_id
+    assert send.attributes["messaging.system"] == "rabbitmq"
+    assert send.attributes["messaging.operation"] == "send"
+    assert send.attributes["messaging.destination.name"] == queue
+    assert send.attributes["messaging.message.id"] == task_id
+    assert process.attributes["messaging.operation"] == "process"
+    assert process.attributes["messaging.destination.name"] == queue
+    assert http.attributes["http.route"] == "/api/tasks"
+
+
+def test_one_trace_from_post_to_done(host: RunningHost, receiver: OTLPReceiver) -> None:
+    # Given a host exporting to the receiver, When a task is submitted
+    task_id = _submit(host, {"type": "add", "payload": {"x": 1, "y": 2}})["id"]
+    # Then HTTP → send → process → handler is one trace, with the messaging attributes
+    spans = _whole_trace(receiver, task_id)
+    _assert_one_trace(spans, host.queue, task_id)
+    resource = spans["http"].resource
+    assert resource["service.name"] == "tasklane-test"
+    assert {"service.version", "deployment.environment", "faas.name", "faas.instance"} <= set(resource)
+
+
+def test_the_trace_continues_the_callers_traceparent(host: RunningHost, receiver: OTLPReceiver) -> None:
+    # Given a caller that sends its own trace context
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    # When it submits a task
+    task_id = _submit(
+        host, {"type": "echo", "payload": {}}, traceparent=f"00-{caller_trace}-{caller_span}-01"
+    )["id"]
+    # Then the HTTP span is the caller's child and the whole task stays in the caller's trace
+    spans = _whole_trace(receiver, task_id)
+    assert spans["http"].trace_id == caller_trace
+    assert spans["http"].parent_span_id == caller_span
+    _assert_one_trace(spans, host.queue, task_id)
+
+
+def test_a_batch_is_one_trace_with_a_send_and_a_process_per_task(
+    host: RunningHost, receiver: OTLPReceiver
+) -> None:
+    # When three tasks are submitted in one array
+    ids = [item["id"] for item in _submit(host, [{"type": "echo", "payload": {"n": n}} for n in range(3)])]
+    # Then each task's send and process spans hang under the one HTTP span of the request
+    traces = [_whole_trace(receiver, task_id) for task_id in ids]
+    assert len({spans["http"].span_id for spans in traces}) == 1
+    for task_id, spans in zip(ids, traces, strict=True):
+        _assert_one_trace(spans, host.queue, task_id)
+    assert traces[0]["http"].attributes["tasklane.task.ids"] == ids
+
+
+def test_metrics_count_accepted_and_processed_tasks(host: RunningHost, receiver: OTLPReceiver) -> None:
+    # When a task is submitted and processed
+    task_id = _submit(host, {"type": "add", "payload": {"x": 2, "y": 3}})["id"]
+    _whole_trace(receiver, task_id)
+
+    # Then the counters and histograms arrive with their attributes
+    def exported() -> bool:
+        processed = receiver.received.snapshot_points("tasklane.tasks.processed")
+        durations = receiver.received.snapshot_points("tasklane.task.duration")
+        waits = receiver.received.snapshot_points("tasklane.task.queue_wait")
+        accepted = receiver.received.snapshot_points("tasklane.tasks.accepted")
+        return (
+            any(p.attributes == {"type": "add", "outcome": "succeeded"} and p.value >= 1 for p in processed)
+            and any(p.attributes.get("type") == "add" and p.value >= 1 for p in durations)
+            and any(p.value >= 1 for p in waits)
+            and any(p.attributes == {"type": "add"} and p.value >= 1 for p in accepted)
+        )
+
+    eventually(exported, timeout=10)
+
+
+def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, receiver: OTLPReceiver) -> None:
+    # When a task fails
+    task_id = _submit(host, {"type": "fail", "payload": {}})["id"]
+    # Then its warning arrives as an OTLP log record inside the task's trace, naming the task
+    spans = _whole_trace(receiver, task_id)
+
+    def logged() -> list[Any]:
+        return [
+            r
+            for r in receiver.received.snapshot_logs()
+            if r.attributes.get("task_id") == task_id and "failed" in r.body
+        ]
+
+    eventually(logged, timeout=10)
+    record = logged()[0]
+    assert record.trace_id == spans["task"].trace_id
+    handler_spans = {
+        s.span_id
+        for s in receiver.received.snapshot_spans()
+        if s.name == "task fail" and s.attributes.get("tasklane.task.id") == task_id
+    }
+    assert record.span_id in handler_spans
+    # And the failed attempt is counted by outcome
+    eventually(
+        lambda: any(
+            p.attributes == {"type": "fail", "outcome": "failed"}
+            for p in receiver.received.snapshot_points("tasklane.tasks.processed")
+        ),
+        timeout=10,
+    )
+
+
+def test_backlog_gauge_carries_the_queue_depth(host: RunningHost, receiver: OTLPReceiver) -> None:
+    # Given more sleeping tasks than the trigger holds at once: the rest wait in the queue
+    waiting = 7
+    _submit(host, [{"type": "sleep", "payload": {"seconds": 4}} for _ in range(PREFETCH + waiting)])
+    # Then the timer's backlog gauge reports exactly those waiting, and no dead letters
+    eventually(
+        lambda: any(
+            p.attributes == {"queue": host.queue, "state": "active"} and p.value == waiting
+            for p in receiver.received.snapshot_points("tasklane.queue.backlog")
+        ),
+        timeout=10,
+    )
+    # And the dead-lettered gauge matches the dead-letter queue as the broker counts it
+    dead_letters = asyncio.run(_depth(QueueTopology.for_queue(host.queue).dead_letter_queue))
+    eventually(
+        lambda: (
+            [
+                p.value
+                for p in receiver.received.snapshot_points("tasklane.queue.backlog")
+                if p.attributes == {"queue": host.queue, "state": "dead_lettered"}
+            ][-1:]
+            == [dead_letters]
+        ),
+        timeout=10,
+    )
+
+
+async def _depth(queue: str) -> int:
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)

@@ -1,0 +1,183 @@
+"""Telemetry without a host: trace-context parsing, batch links, the console view, the off switch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from shared import tasks as _builtin_tasks  # noqa: F401
+from shared import telemetry, tracecontext
+from shared.envelope import TaskEnvelope
+from shared.pipeline import Processor
+from shared.registry import registry
+from shared.store import Store
+from shared.trace_console import ConsoleTraceProcessor
+from tests.hosting import ROOT
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"traceparent": f"00-{TRACE}-{SPAN}-01"}, (TRACE, SPAN, 1)),
+        ({"traceparent": f"00-{TRACE}-{SPAN}-00".encode()}, (TRACE, SPAN, 0)),  # AMQP bytes
+        ({"Diagnostic-Id": f"00-{TRACE}-{SPAN}-01"}, (TRACE, SPAN, 1)),
+        (
+            {"traceparent": f"00-{TRACE}-{SPAN}-01", "Diagnostic-Id": f"00-{'1' * 32}-{SPAN}-01"},
+            (TRACE, SPAN, 1),
+        ),
+        ({"Diagnostic-Id": "|abc.1."}, None),  # legacy hierarchical id: no W3C ids
+        ({"traceparent": f"00-{'0' * 32}-{SPAN}-01"}, None),
+        ({"traceparent": f"00-{TRACE}-{'0' * 16}-01"}, None),
+        ({"traceparent": f"ff-{TRACE}-{SPAN}-01"}, None),
+        ({"traceparent": f"00-{TRACE.upper()}-{SPAN}-01"}, None),
+        ({"traceparent": f"00-{TRACE}-{SPAN}-01-extra"}, None),
+        ({"traceparent": f"01-{TRACE}-{SPAN}-01-future"}, (TRACE, SPAN, 1)),
+        ({}, None),
+    ],
+)
+def test_one_extractor_reads_traceparent_or_diagnostic_id(
+    headers: dict[str, object], expected: tuple[str, str, int] | None
+) -> None:
+    found = tracecontext.extract(headers)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert (f"{found.trace_id:032x}", f"{found.span_id:016x}", int(found.trace_flags)) == expected
+        assert found.is_remote
+
+
+def test_tracestate_travels_with_the_parent() -> None:
+    found = tracecontext.extract({"traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": "vendor=1"})
+    assert found is not None
+    assert found.trace_state.to_header() == "vendor=1"
+    assert tracecontext.format_traceparent(found) == f"00-{TRACE}-{SPAN}-01"
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Telemetry switched on for this test only, spans kept in memory (no global provider)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instruments = telemetry._Instruments()
+    instruments.create(MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("test"))
+    monkeypatch.setattr(telemetry, "active", True)
+    monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(telemetry, "_instruments", instruments)
+    return exporter
+
+
+@pytest.fixture
+async def store(valkey_url: str) -> AsyncIterator[Store]:
+    found = Store(valkey_url)
+    await found.client.flushdb()
+    yield found
+    await found.client.flushdb()
+    await found.close()
+
+
+async def test_a_batch_links_every_producer_and_each_task_stays_in_its_trace(
+    spans: InMemorySpanExporter, store: Store
+) -> None:
+    # Given two messages sent from two different traces (a Service Bus batch)
+    producers = [f"00-{n * 32}-{n * 16}-01" for n in ("a", "b")]
+    envelopes = [TaskEnvelope(f"task-{n}", "echo", {"n": n}, 0.0) for n in range(2)]
+    processor = Processor(store, registry, system="servicebus", queue="tasks")
+    # When they are processed as one batch
+    await processor.process(
+        [e.encode() for e in envelopes], [e.id for e in envelopes], [{"Diagnostic-Id": p} for p in producers]
+    )
+    # Then the process span is linked to both producers, and each handler span continues its task's trace
+    finished: list[ReadableSpan] = list(spans.get_finished_spans())
+    (process,) = [s for s in finished if s.kind == SpanKind.CONSUMER]
+    assert {f"{link.context.trace_id:032x}" for link in process.links} == {"a" * 32, "b" * 32}
+    assert process.attributes is not None
+    assert process.attributes["messaging.system"] == "servicebus"
+    assert process.attributes["messaging.batch.message_count"] == 2
+    handlers = {
+        s.attributes["tasklane.task.id"]: s for s in finished if s.name == "task echo" and s.attributes
+    }
+    assert f"{handlers['task-0'].context.trace_id:032x}" == "a" * 32
+    assert f"{handlers['task-1'].context.trace_id:032x}" == "b" * 32
+    assert all(h.links[0].context.span_id == process.context.span_id for h in handlers.values())
+
+
+def test_the_console_view_prints_one_line_per_local_trace(caplog: pytest.LogCaptureFixture) -> None:
+    # Given a provider with the console view
+    provider = TracerProvider()
+    provider.add_span_processor(ConsoleTraceProcessor())
+    tracer = provider.get_tracer("test")
+    # When a root span with a child ends
+    with (
+        caplog.at_level("INFO", logger="tasklane.traces"),
+        tracer.start_as_current_span("POST /api/tasks"),
+        tracer.start_as_current_span("send tasks", attributes={"tasklane.task.id": "t-1"}),
+    ):
+        pass
+    # Then one line names the trace, both spans and the task
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "tasklane.traces"]
+    assert line.startswith("trace ")
+    assert "POST /api/tasks" in line
+    assert "send tasks" in line
+    assert "(task t-1)" in line
+
+
+def test_without_an_endpoint_nothing_is_installed() -> None:
+    # Given no OTEL endpoint and no console option, When the app's composition root runs
+    code = (
+        "import json, sys, function_app\n"
+        "from opentelemetry import trace\n"
+        "from shared import telemetry\n"
+        "print(json.dumps([telemetry.active, 'opentelemetry.sdk.trace' in sys.modules,"
+        " type(trace.get_tracer_provider()).__name__]))\n"
+    )
+    environ = {"PATH": "/usr/bin:/bin", "TASKLANE_PROFILE": "local", "TASKS_QUEUE": "tasks"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, check=True
+    )
+    # Then telemetry stays off, the SDK is not even imported, and nothing is printed
+    assert json.loads(done.stdout) == [False, False, "ProxyTracerProvider"]
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("environ", "enabled"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+        ({"TASKLANE_TRACE_CONSOLE": "1"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "true"}, False),
+    ],
+)
+def test_telemetry_is_on_with_an_endpoint_or_the_console(environ: dict[str, str], enabled: bool) -> None:
+    assert telemetry.TelemetrySettings.from_environ(environ).enabled is enabled
+
+
+def test_resource_names_the_app_and_azure_where_it_runs() -> None:
+    settings = telemetry.TelemetrySettings.from_environ(
+        {
+            "WEBSITE_SITE_NAME": "func-tasklane",
+            "WEBSITE_INSTANCE_ID": "abc",
+            "AZURE_FUNCTIONS_ENVIRONMENT": "Production",
+        }
+    )
+    attributes = telemetry.resource_attributes(settings)
+    assert attributes["cloud.provider"] == "azure"
+    assert attributes["faas.name"] == "func-tasklane"
+    assert attributes["faas.instance"] == "abc"
+    assert attributes["deployment.environment"] == "Production"
