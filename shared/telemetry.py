@@ -41,6 +41,7 @@ TASK_ID = "tasklane.task.id"
 TASK_IDS = "tasklane.task.ids"
 TASK_TYPE = "tasklane.task.type"
 TRACE_CONSOLE = "TASKLANE_TRACE_CONSOLE"
+SPAN_QUEUE_SIZE = 32768
 
 #: The task a log record belongs to (set while a task's span is current).
 current_task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tasklane_task_id", default="")
@@ -145,7 +146,10 @@ def _install_exporters(resource: Any, tracer_provider: Any) -> None:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # The SDK's default queue (2,048 spans) overflows within a second at full load and drops
+    # spans; a larger one rides out a burst. OTEL_BSP_MAX_QUEUE_SIZE still decides when set.
+    queue_size = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else SPAN_QUEUE_SIZE
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), max_queue_size=queue_size))
     reader = PeriodicExportingMetricReader(OTLPMetricExporter())
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
     logger_provider = LoggerProvider(resource=resource)
