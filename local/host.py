@@ -27,6 +27,7 @@ from local.http.keys import KeyRing, ensure_host_key
 from local.http.server import DEFAULT_BODY_LIMIT, HttpFront, http_routes
 from local.indexing import IndexedFunction, index, load_app
 from local.invoker import Invoker
+from local.keyvault import resolve_references
 from local.settings import HostConfig, apply_to_environment, environment, read_local_settings
 from local.triggers import Listener, ListenerContext, build_listener
 
@@ -65,6 +66,8 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
     """Apply local settings, import and index the app, and build its HTTP front and listeners."""
     local_settings = read_local_settings(app_dir)
     kept = apply_to_environment(local_settings, environ)
+    # As the platform does before the worker starts: bindings and the app see the secrets' values.
+    resolve_references(environ)
     if local_settings.source:
         log.info("Settings from %s (%d kept from the environment)", local_settings.source.name, len(kept))
     host_config = HostConfig.load(app_dir)
