@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.errors import ConfigError
+from shared.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
+from shared.secret_refresh import RefreshingSecret
 from shared.secrets import Secret
 
 Profile = Literal["azure", "local"]
@@ -27,6 +29,11 @@ MAX_BACKLOG = "TASKS_MAX_BACKLOG"
 MAX_BODY_BYTES = "TASKS_MAX_BODY_BYTES"
 STATUS_TTL = "TASKS_STATUS_TTL_SECONDS"
 BACKLOG_SCHEDULE = "BACKLOG_SCHEDULE"
+#: The Key Vault secret (a versionless secret URI, not a reference) that VALKEY_PASSWORD comes from.
+VALKEY_PASSWORD_SECRET_URI = "VALKEY_PASSWORD_SECRET_URI"
+SECRET_REFRESH_SECONDS = "SECRET_REFRESH_SECONDS"
+#: The user-assigned managed identity that reads Key Vault (azure-identity's own setting name).
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ class Settings:
             rabbitmq_url=Secret(env[RABBITMQ_CONNECTION]) if env.get(RABBITMQ_CONNECTION) else None,
             servicebus=_servicebus(env),
             valkey_url=_text(env, VALKEY_URL, cls.valkey_url),
-            valkey_password=Secret(env[VALKEY_PASSWORD]) if env.get(VALKEY_PASSWORD) else None,
+            valkey_password=_valkey_password(env),
             max_backlog=_positive(env, MAX_BACKLOG, cls.max_backlog),
             max_body_bytes=_positive(env, MAX_BODY_BYTES, cls.max_body_bytes),
             status_ttl_seconds=_positive(env, STATUS_TTL, cls.status_ttl_seconds),
@@ -107,6 +114,29 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name}={value} must be greater than zero")
     return value
+
+
+def _valkey_password(env: Mapping[str, str]) -> Secret | None:
+    """``VALKEY_PASSWORD``; with ``VALKEY_PASSWORD_SECRET_URI`` set, it follows that Key Vault secret.
+
+    The platform resolves ``VALKEY_PASSWORD`` (a Key Vault reference) once at start; following the
+    secret too picks up a rotated password within ``SECRET_REFRESH_SECONDS``, without a restart.
+    """
+    raw = env.get(VALKEY_PASSWORD, "")
+    uri = env.get(VALKEY_PASSWORD_SECRET_URI, "").strip()
+    if not uri:
+        return Secret(raw) if raw else None
+    try:
+        reference = parse_secret_uri(uri)
+    except KeyVaultReferenceError as exc:
+        raise ConfigError(f"{VALKEY_PASSWORD_SECRET_URI}: {exc}") from None
+    return RefreshingSecret.from_key_vault(
+        reference,
+        # A reference the platform could not resolve is its own text, not a password: read the vault.
+        initial=Secret(raw) if raw and not is_reference(raw) else None,
+        interval=_positive(env, SECRET_REFRESH_SECONDS, 300),
+        client_id=env.get(AZURE_CLIENT_ID, "").strip() or None,
+    )
 
 
 def _servicebus(env: Mapping[str, str]) -> ServiceBusConnection | None:

@@ -24,6 +24,7 @@ from shared.brokers.base import Backlog
 from shared.envelope import TaskEnvelope
 from shared.errors import StoreError
 from shared.histogram import bucket
+from shared.secret_refresh import valkey_pool
 from shared.secrets import Secret
 from shared.valkey_batching import Coalescer, FastConnection, Script
 
@@ -151,15 +152,18 @@ class Store:
     """Async Valkey access for the pipeline; one client (and connection pool) per process."""
 
     def __init__(self, url: str, password: Secret | None = None, *, status_ttl: int = 7 * 24 * 3600) -> None:
-        self._client: valkey.Valkey = valkey.Valkey.from_url(
+        # The pool authenticates each new connection with the password's current value, and re-reads
+        # a Key Vault-backed one when Valkey refuses it (shared.secret_refresh).
+        pool = valkey_pool(
             url,
-            password=password.reveal() if password else None,
+            password,
             max_connections=256,
             socket_timeout=5,
             socket_connect_timeout=3,
             health_check_interval=30,
             connection_class=FastConnection,
         )
+        self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
         self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL))
 
