@@ -233,7 +233,6 @@ class ProducerSpans:
                     "messaging.system": self._system,
                     "messaging.operation": "send",
                     "messaging.operation.type": "send",
-                    "messaging.operation.name": "send",
                     "messaging.destination.name": self._queue,
                     "messaging.message.id": message.id,
                     TASK_ID: message.id,
@@ -274,7 +273,6 @@ def consumer_span(
         "messaging.system": system,
         "messaging.operation": "process",
         "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
         "messaging.destination.name": queue,
     }
     parent = None

@@ -17,11 +17,16 @@ from opentelemetry.trace import SpanKind
 
 from shared import tasks as _builtin_tasks  # noqa: F401
 from shared import telemetry, tracecontext
+from shared.brokers.base import OutgoingMessage
+from shared.brokers.servicebus import ServiceBusBroker
+from shared.config import ServiceBusConnection
 from shared.envelope import TaskEnvelope
 from shared.pipeline import Processor
 from shared.registry import registry
+from shared.secrets import Secret
 from shared.store import Store
 from shared.trace_console import ConsoleTraceProcessor
+from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
 from tests.hosting import ROOT
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -181,3 +186,36 @@ def test_resource_names_the_app_and_azure_where_it_runs() -> None:
     assert attributes["faas.name"] == "func-tasklane"
     assert attributes["faas.instance"] == "abc"
     assert attributes["deployment.environment"] == "Production"
+
+
+async def test_a_service_bus_send_is_a_producer_span_whose_context_travels_in_the_properties(
+    spans: InMemorySpanExporter,
+) -> None:
+    # Given a Service Bus queue (the SDK against an AMQP double) and a task sent inside a request span
+    async with FakeServiceBus({"tasks"}) as bus:
+        broker = ServiceBusBroker(
+            ServiceBusConnection(connection_string=Secret(bus.connection_string(KEY))), "tasks", retry_total=0
+        )
+        with telemetry.invocation_span("POST /api/tasks", f"00-{TRACE}-{SPAN}-01") as request:
+            # When it is sent
+            await broker.send_batch([OutgoingMessage("task-1", b"{}")])
+        await broker.close()
+        received = bus.messages[0].application_properties
+    # Then the send is a producer span under the request, with the messaging attributes
+    (send,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    assert send.parent is not None
+    assert send.parent.span_id == request.get_span_context().span_id
+    expected_attributes = {
+        "messaging.system": "servicebus",
+        "messaging.operation": "send",
+        "messaging.destination.name": "tasks",
+        "messaging.message.id": "task-1",
+        "tasklane.task.id": "task-1",
+    }
+    assert dict(send.attributes or {}).items() >= expected_attributes.items()
+    # And the message carries its context as traceparent and Diagnostic-Id, which the extractor reads
+    expected = f"00-{TRACE}-{send.context.span_id:016x}-01"
+    assert received == {"traceparent": expected, "Diagnostic-Id": expected}
+    found = tracecontext.extract(received)
+    assert found is not None
+    assert found.span_id == send.context.span_id
