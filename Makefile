@@ -1,7 +1,8 @@
 # Every task of the project, for people and CI alike (.ci/run is `make test` on a fresh machine).
 #   make run      the app in the offline host, services started or installed as needed
 #   make test     the test suite against real Valkey, RabbitMQ and Azurite (PYTEST_ARGS passed on)
-#   make check    ruff, ruff format, mypy --strict, then the tests
+#   make check    ruff, ruff format, mypy --strict, checkov over infra/ (Bicep parse and Azure policies,
+#                 skips justified inline; --skip-download: no Prisma Cloud account), then the tests
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -42,6 +43,7 @@ check: $(DEPS)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/checkov --directory infra --framework bicep --skip-download --compact --quiet
 	@$(MAKE) --no-print-directory test
 
 # h2load (--h1) is the load generator: C, HTTP/1.1 keep-alive, one thread, exact request counts.
