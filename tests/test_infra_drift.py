@@ -196,6 +196,11 @@ def test_the_scan_sees_the_settings_we_know_the_code_reads() -> None:
     assert expected <= names
 
 
+def test_the_scan_sees_the_settings_the_bindings_name() -> None:
+    bound = {name for read in deployed_reads() if read.where.endswith("(binding)") for name in read.names}
+    assert {"TASKS_QUEUE", "BACKLOG_SCHEDULE", "ServiceBusConnection", "RabbitMQConnection"} <= bound
+
+
 def test_a_new_setting_without_bicep_is_reported_with_where_it_is_read() -> None:
     # Given code that reads a setting the Bicep does not set, four ways
     source = (
