@@ -132,6 +132,9 @@ def _install(settings: TelemetrySettings) -> None:
     _instruments.create(metrics.get_meter("tasklane"))
     _meter_provider = metrics.get_meter_provider()
     logging.setLogRecordFactory(_correlated_record_factory(logging.getLogRecordFactory()))
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(CorrelatedFormatter(handler.formatter))
     active = True
     log.info("Telemetry on: OTLP %s, console traces %s", settings.endpoint or "off", settings.console)
 
@@ -172,6 +175,23 @@ def _correlated_record_factory(make: Any) -> Any:
         return made
 
     return record
+
+
+class CorrelatedFormatter(logging.Formatter):
+    """The console's own format, plus ``[trace … span … task …]`` on a record made inside a span."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        trace_id = getattr(record, "otelTraceID", "0")
+        if trace_id == "0":
+            return text
+        task = getattr(record, "task_id", "")
+        suffix = f" task={task}" if task else ""
+        return f"{text} [trace={trace_id} span={getattr(record, 'otelSpanID', '0')}{suffix}]"
 
 
 def flush_metrics(timeout_millis: int = 5000) -> None:

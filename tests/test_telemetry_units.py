@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -219,3 +220,20 @@ async def test_a_service_bus_send_is_a_producer_span_whose_context_travels_in_th
     found = tracecontext.extract(received)
     assert found is not None
     assert found.span_id == send.context.span_id
+
+
+def test_console_lines_inside_a_span_name_the_trace_span_and_task(spans: InMemorySpanExporter) -> None:
+    # Given the console handler's format wrapped, and records made with the correlation fields
+    formatter = telemetry.CorrelatedFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    make = telemetry._correlated_record_factory(logging.LogRecord)
+    envelope = TaskEnvelope("task-7", "echo", {}, 0.0)
+    outside = make("x", logging.INFO, __file__, 1, "before", (), None)
+    # When a record is made inside a task's span
+    with telemetry.task_span(envelope, None, None) as span:
+        inside = make("x", logging.WARNING, __file__, 1, "Task %s failed", ("task-7",), None)
+    # Then its line ends with the trace, span and task; a record outside any span is unchanged
+    context = span.get_span_context()
+    assert formatter.format(inside) == (
+        f"WARNING Task task-7 failed [trace={context.trace_id:032x} span={context.span_id:016x} task=task-7]"
+    )
+    assert formatter.format(outside) == "INFO before"
