@@ -1,13 +1,12 @@
 """Composition root: telemetry, the FunctionApp and its blueprints, nothing else."""
 
+import azure.functions as func
+
+from functions import backlog, health, processing, tasks_api
 from shared import telemetry
 
-# Before the blueprints import anything that logs or traces, once per process.
+# Once per process, before any function runs; without an OTLP endpoint it installs nothing.
 telemetry.configure()
-
-import azure.functions as func  # noqa: E402
-
-from functions import backlog, health, processing, tasks_api  # noqa: E402
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (health.bp, tasks_api.bp, processing.bp, backlog.bp):
