@@ -300,9 +300,7 @@ class RabbitMQListener:
                 exc,
             )
 
-    async def _retry_or_dead_letter(
-        self, message: DeliveredMessage, headers: Mapping[str, Any]
-    ) -> None:
+    async def _retry_or_dead_letter(self, message: DeliveredMessage, headers: Mapping[str, Any]) -> None:
         count = next_requeue_count(headers)
         if count >= MAX_REQUEUE_COUNT:
             await message.channel.basic_reject(_tag(message), requeue=False)
