@@ -143,7 +143,8 @@ class Accepter:
             if earlier is not None:
                 log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier))
                 return Accepted(earlier, submission.is_batch, replayed=True)
-        await self._store.record_accepted(envelopes)
+        with telemetry.valkey_span("record_accepted", envelopes):
+            await self._store.record_accepted(envelopes)
         if telemetry.active:
             telemetry.record_accepted(envelopes)
         try:
@@ -222,9 +223,10 @@ class Processor:
         if telemetry.active and batch_span is None and envelopes:
             telemetry.annotate_delivery(envelopes[0])
         plans = [(e, self._registry.get(e.type)) for e in envelopes]
-        attempts = await self._store.begin(
-            [(e, cache_key(e.type, e.payload) if t and t.cache_ttl else None) for e, t in plans]
-        )
+        with telemetry.valkey_span("begin", envelopes):
+            attempts = await self._store.begin(
+                [(e, cache_key(e.type, e.payload) if t and t.cache_ttl else None) for e, t in plans]
+            )
         if telemetry.active:
             runs = [
                 self._traced_run(e, t, a.attempts, a.cached, _at(producers, position), batch_span)
@@ -242,7 +244,8 @@ class Processor:
             if attempt.previous_status == "succeeded":
                 log.info("Task %s already succeeded; the redelivered message is not run again", envelope.id)
         if outcomes:
-            await self._store.record(outcomes)
+            with telemetry.valkey_span("record", envelopes):
+                await self._store.record(outcomes)
             if telemetry.active:
                 telemetry.record_outcomes(outcomes)
         failures = [o for o in outcomes if o.error is not None]

@@ -18,7 +18,7 @@ import socket
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ current_task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tasklane_
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _configured = False
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
 _tracer: trace.Tracer = trace.NoOpTracer()
 _meter_provider: Any = None
 
@@ -214,6 +215,22 @@ def invocation_span(
     parent = tracecontext.as_parent(tracecontext.parse_traceparent(traceparent, tracestate))
     with _tracer.start_as_current_span(name, parent, SpanKind.SERVER, attributes) as span:
         yield span
+
+
+def valkey_span(operation: str, envelopes: Sequence[TaskEnvelope]) -> AbstractContextManager[Span]:
+    """A CLIENT span around one Valkey round trip of the pipeline (a no-op context when off)."""
+    if not active:
+        return _NO_SPAN
+    attributes: dict[str, Any] = {
+        "db.system.name": "valkey",
+        "db.system": "valkey",
+        "db.operation.name": operation,
+    }
+    if len(envelopes) == 1:
+        attributes[TASK_ID] = envelopes[0].id
+    else:
+        attributes[TASK_IDS] = [e.id for e in envelopes]
+    return _tracer.start_as_current_span(f"valkey {operation}", kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def set_task_ids(span: Span, ids: Sequence[str]) -> None:

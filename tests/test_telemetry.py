@@ -19,7 +19,8 @@ from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
 
-SERVER, PRODUCER, CONSUMER = 2, 4, 5  # opentelemetry.proto.trace.v1.Span.SpanKind
+INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5  # opentelemetry.proto Span.SpanKind
+ROLES = {"http", "send", "process", "task", "valkey record_accepted", "valkey begin", "valkey record"}
 #: host.json's extensions.rabbitMQ.prefetchCount: deliveries the trigger holds unacknowledged.
 PREFETCH = 30
 
@@ -54,13 +55,15 @@ def _submit(host: RunningHost, document: Any, **headers: str) -> Any:
 
 
 def _task_spans(receiver: OTLPReceiver, task_id: str) -> dict[str, ReceivedSpan]:
-    """The task's HTTP, send, process and handler spans by role, once all four arrived."""
+    """The task's HTTP, send, process, handler and Valkey spans by role."""
     found: dict[str, ReceivedSpan] = {}
     for span in receiver.received.snapshot_spans():
         ids = [span.attributes.get("tasklane.task.id"), *span.attributes.get("tasklane.task.ids", [])]
         if task_id not in ids:
             continue
-        role = {SERVER: "http", PRODUCER: "send", CONSUMER: "process"}.get(span.kind, "task")
+        role = {SERVER: "http", PRODUCER: "send", CONSUMER: "process", INTERNAL: "task"}.get(
+            span.kind, span.name
+        )
         found[role] = span
     return found
 
@@ -70,7 +73,7 @@ def _whole_trace(receiver: OTLPReceiver, task_id: str) -> dict[str, ReceivedSpan
 
     def arrived() -> bool:
         spans.update(_task_spans(receiver, task_id))
-        return set(spans) == {"http", "send", "process", "task"}
+        return set(spans) == ROLES
 
     eventually(arrived, timeout=15)
     return spans
@@ -82,6 +85,10 @@ def _assert_one_trace(spans: dict[str, ReceivedSpan], queue: str, task_id: str) 
     assert send.parent_span_id == http.span_id
     assert process.parent_span_id == send.span_id
     assert task.parent_span_id == process.span_id
+    assert spans["valkey record_accepted"].parent_span_id == http.span_id
+    assert spans["valkey begin"].parent_span_id == process.span_id
+    assert spans["valkey record"].parent_span_id == process.span_id
+    assert spans["valkey begin"].attributes["db.system.name"] == "valkey"
     assert send.attributes["messaging.system"] == "rabbitmq"
     assert send.attributes["messaging.operation"] == "send"
     assert send.attributes["messaging.destination.name"] == queue
