@@ -19,7 +19,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
@@ -259,8 +259,6 @@ class ProducerSpans:
     def __enter__(self) -> Sequence[OutgoingMessage]:
         if not active:
             return self._messages
-        from dataclasses import replace
-
         traced = []
         for message in self._messages:
             span = _tracer.start_span(
