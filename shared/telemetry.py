@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -25,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode
 
-from shared import tracecontext
+from shared import telemetry_metrics, tracecontext
+from shared.telemetry_metrics import record_accepted as record_accepted
+from shared.telemetry_metrics import record_outcomes as record_outcomes
 
 if TYPE_CHECKING:
     from shared.brokers.base import Backlog, OutgoingMessage
@@ -46,7 +47,6 @@ SPAN_QUEUE_SIZE = 32768
 #: The task a log record belongs to (set while a task's span is current).
 current_task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tasklane_task_id", default="")
 
-_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _configured = False
 _NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
 _tracer: trace.Tracer = trace.NoOpTracer()
@@ -130,7 +130,7 @@ def _install(settings: TelemetrySettings) -> None:
         _install_exporters(resource, tracer_provider)
     trace.set_tracer_provider(tracer_provider)
     _tracer = tracer_provider.get_tracer("tasklane")
-    _instruments.create(metrics.get_meter("tasklane"))
+    telemetry_metrics.instruments.create(metrics.get_meter("tasklane"))
     _meter_provider = metrics.get_meter_provider()
     logging.setLogRecordFactory(_correlated_record_factory(logging.getLogRecordFactory()))
     for handler in logging.getLogger().handlers:
@@ -367,71 +367,7 @@ def describe_outcome(span: Span, outcome: Outcome) -> None:
         span.set_attribute("tasklane.task.final", outcome.final)
 
 
-# --- metrics ---------------------------------------------------------------------------------------
-
-
-class _Instruments:
-    """The pipeline's instruments, created when telemetry is configured (SigNoz reads these names)."""
-
-    def create(self, meter: metrics.Meter) -> None:
-        self.accepted = meter.create_counter("tasklane.tasks.accepted", "{task}", "Tasks accepted")
-        self.processed = meter.create_counter(
-            "tasklane.tasks.processed", "{task}", "Task attempts finished, by type and outcome"
-        )
-        self.duration = meter.create_histogram(
-            "tasklane.task.duration",
-            "s",
-            "Handler time per attempt",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        self.queue_wait = meter.create_histogram(
-            "tasklane.task.queue_wait",
-            "s",
-            "From acceptance to the start of processing",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        self.cache_hits = meter.create_counter("tasklane.cache.hits", "{lookup}", "Result-cache hits")
-        self.cache_misses = meter.create_counter("tasklane.cache.misses", "{lookup}", "Result-cache misses")
-        self.backlog = meter.create_gauge(
-            "tasklane.queue.backlog", "{message}", "Messages in the queue, by state"
-        )
-
-
-_instruments = _Instruments()
-
-
-def outcome_name(outcome: Outcome) -> str:
-    """``succeeded``, ``failed`` (will be retried) or ``dead_lettered``."""
-    if outcome.error is None:
-        return "succeeded"
-    return "dead_lettered" if outcome.final else "failed"
-
-
-def record_accepted(envelopes: Sequence[TaskEnvelope]) -> None:
-    for task_type, count in Counter(e.type for e in envelopes).items():
-        _instruments.accepted.add(count, {"type": task_type})
-
-
-def record_outcomes(outcomes: Sequence[Outcome]) -> None:
-    for outcome in outcomes:
-        envelope = outcome.envelope
-        labels = {"type": envelope.type, "outcome": outcome_name(outcome)}
-        _instruments.processed.add(1, labels)
-        _instruments.duration.record(outcome.duration, labels)
-        _instruments.queue_wait.record(
-            max(0.0, outcome.started_at - envelope.submitted_at), {"type": envelope.type}
-        )
-        if outcome.cache_hit is not None:
-            counter = _instruments.cache_hits if outcome.cache_hit else _instruments.cache_misses
-            counter.add(1, {"type": envelope.type})
-
-
 def record_backlog(backlog: Backlog) -> None:
-    """Set the backlog gauges, one point per state the broker reports."""
-    if not active:
-        return
-    states = {"active": backlog.active, "dead_lettered": backlog.dead_lettered}
-    if backlog.scheduled is not None:
-        states["scheduled"] = backlog.scheduled
-    for state, count in states.items():
-        _instruments.backlog.set(count, {"queue": backlog.queue, "state": state})
+    """Set the backlog gauges (telemetry on), one point per state the broker reports."""
+    if active:
+        telemetry_metrics.record_backlog(backlog)

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared import telemetry
+from shared import telemetry, telemetry_metrics
 from shared.brokers.base import Backlog
 from shared.envelope import TaskEnvelope
 from shared.store import Outcome
@@ -30,11 +30,11 @@ def _builder_queries(document: dict[str, Any]) -> list[dict[str, Any]]:
 def emitted() -> dict[str, set[str]]:
     """Every metric the app records, with the attribute keys of its points."""
     reader = InMemoryMetricReader()
-    instruments = telemetry._Instruments()
+    instruments = telemetry_metrics.Instruments()
     instruments.create(MeterProvider(metric_readers=[reader]).get_meter("test"))
     envelope = TaskEnvelope("t-1", "add", {}, 0.0)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(telemetry, "_instruments", instruments)
+        patch.setattr(telemetry_metrics, "instruments", instruments)
         patch.setattr(telemetry, "active", True)
         telemetry.record_accepted([envelope])
         telemetry.record_outcomes(

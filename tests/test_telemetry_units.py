@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from shared import tasks as _builtin_tasks  # noqa: F401
-from shared import telemetry, tracecontext
+from shared import telemetry, telemetry_metrics, tracecontext
 from shared.brokers.base import OutgoingMessage
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.config import ServiceBusConnection
@@ -79,11 +79,11 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instruments = telemetry._Instruments()
+    instruments = telemetry_metrics.Instruments()
     instruments.create(MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("test"))
     monkeypatch.setattr(telemetry, "active", True)
     monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
-    monkeypatch.setattr(telemetry, "_instruments", instruments)
+    monkeypatch.setattr(telemetry_metrics, "instruments", instruments)
     return exporter
 
 
