@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+#: The targets for a 2-core machine: (figure, how to read it from the report, bound, at least?).
+TARGETS: tuple[tuple[str, Callable[[dict[str, Any]], float], float, bool], ...] = (
+    ("single-task end to end, tasks/s", lambda r: r["phases"][0]["processed_per_second"], 3000, True),
+    ("batches end to end, tasks/s", lambda r: r["phases"][1]["processed_per_second"], 15000, True),
+    ("single-task p99 accept latency, ms", lambda r: r["phases"][0]["latency_ms"]["p99"], 25, False),
+    ("cold start (import + index), ms", lambda r: r["cold_start_ms"], 300, False),
+    ("lost tasks", lambda r: sum(p["lost"] for p in r["phases"]), 0, False),
+)
+
+
+def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured figure and whether it is met."""
+    found = []
+    for name, read, bound, at_least in TARGETS:
+        value = read(report)
+        met = value >= bound if at_least else value <= bound
+        found.append(
+            {
+                "target": name,
+                "bound": (">= " if at_least else "<= ") + f"{bound:g}",
+                "measured": value,
+                "met": met,
+            }
+        )
+    return found
+
+
 def print_table(report: dict[str, Any]) -> None:
     print(f"\ntasklane bench ({report['machine']['cpus']} cpus, Python {report['machine']['python']})\n")
     header = (
@@ -300,6 +328,10 @@ def print_table(report: dict[str, Any]) -> None:
         f"\npeak RSS of the host: {report['peak_rss_mb']} MB; cold start (import + index): "
         f"{report['cold_start_ms']} ms\n"
     )
+    for target in report["targets"]:
+        mark = "met" if target["met"] else "NOT MET"
+        print(f"  {target['target']:<38} {target['bound']:>9}  measured {target['measured']:>9g}  {mark}")
+    print()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     report = run(args)
+    report["targets"] = check_targets(report)
     out = args.out or RESULTS / f"bench-{report['when'].replace(':', '')}.json"
     out.write_text(json.dumps(report, indent=2))
     print_table(report)
