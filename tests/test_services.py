@@ -170,9 +170,9 @@ def test_nothing_to_start_or_install_stops_with_the_fix(
 ) -> None:
     # Given no binary on PATH, a user who cannot install, and no Docker engine
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(services, "find_binary", lambda name: None)
-    monkeypatch.setattr(services, "probe_system", lambda: DEBIAN_USER)
-    monkeypatch.setattr(services, "docker_available", lambda: False)
+    monkeypatch.setattr(services.machine, "find_binary", lambda name: None)
+    monkeypatch.setattr(services.machine, "probe_system", lambda: DEBIAN_USER)
+    monkeypatch.setattr(services.machine, "docker_available", lambda: False)
 
     # When RabbitMQ is ensured / Then the error names the command that installs it
     with pytest.raises(services.ServicesError) as failure:
