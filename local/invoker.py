@@ -98,9 +98,14 @@ class Invoker:
             call = loop.run_in_executor(self._pool, functools.partial(ctx.run, fn.func, **kwargs))
         if self._timeout is None:
             return await call
+        # asyncio.timeout, not wait_for: it cancels in place instead of wrapping the call in a task.
+        deadline = asyncio.timeout(self._timeout)
         try:
-            return await asyncio.wait_for(call, self._timeout)
+            async with deadline:
+                return await call
         except TimeoutError as exc:
+            if not deadline.expired():
+                raise  # the function's own TimeoutError
             raise TimeoutError(
                 f"Timeout value of {self._timeout:g}s (functionTimeout) was exceeded by function: {fn.name}"
             ) from exc

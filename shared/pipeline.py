@@ -287,7 +287,8 @@ class Processor:
         clock = time.perf_counter()
         try:
             payload = task_type.validate(envelope.payload)
-            result = await asyncio.wait_for(task_type.handler(payload), task_type.timeout)
+            async with asyncio.timeout(task_type.timeout):
+                result = await task_type.handler(payload)
             encoded = msgspec.json.encode(result)
         except Exception as exc:
             final = attempt >= task_type.max_attempts

@@ -72,6 +72,8 @@ class Coalescer:
 
     async def run(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Queue several commands and wait for all their replies (in order)."""
+        if len(commands) == 1:  # the common case: skip gather's bookkeeping
+            return [await self.submit(*commands[0])]
         return list(await asyncio.gather(*(self.submit(*c) for c in commands)))
 
     def _start_flush(self) -> None:
