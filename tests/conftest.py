@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from shared.store import Store
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 VALKEY_URL = os.environ.get("TEST_VALKEY_URL", "valkey://127.0.0.1:6379/15")
@@ -53,6 +55,16 @@ def rabbitmq_url() -> str:
 def valkey_url() -> str:
     require_service("valkey")
     return VALKEY_URL
+
+
+@pytest.fixture
+async def store(valkey_url: str) -> AsyncIterator[Store]:
+    """The pipeline's Valkey store on the test database, emptied before and after."""
+    found = Store(valkey_url)
+    await found.client.flushdb()
+    yield found
+    await found.client.flushdb()
+    await found.close()
 
 
 @pytest.fixture

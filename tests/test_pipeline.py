@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -20,15 +19,6 @@ from shared.pipeline import Accepter, Processor, parse_submission
 from shared.registry import registry
 from shared.stats import snapshot
 from shared.store import Store
-
-
-@pytest.fixture
-async def store(valkey_url: str) -> AsyncIterator[Store]:
-    found = Store(valkey_url)
-    await found.client.flushdb()
-    yield found
-    await found.client.flushdb()
-    await found.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -85,15 +84,6 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
     monkeypatch.setattr(telemetry_metrics, "instruments", instruments)
     return exporter
-
-
-@pytest.fixture
-async def store(valkey_url: str) -> AsyncIterator[Store]:
-    found = Store(valkey_url)
-    await found.client.flushdb()
-    yield found
-    await found.client.flushdb()
-    await found.close()
 
 
 async def test_a_batch_links_every_producer_and_each_task_stays_in_its_trace(
