@@ -48,6 +48,8 @@ class LoadedHost:
     invoker: Invoker | None = None
     front: HttpFront | None = None
     keys_file: Path | None = None
+    #: ``Host.LocalHttpPort`` from local settings, when they set one.
+    local_http_port: int | None = None
 
 
 def host_id(app_dir: Path, environ: MutableMapping[str, str]) -> str:
@@ -76,7 +78,9 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
         thread_count=_int_setting(environ, "PYTHON_THREADPOOL_THREAD_COUNT"),
         timeout=host_config.function_timeout_seconds,
     )
-    loaded = LoadedHost(app_dir, host_config, errors=errors, invoker=invoker)
+    loaded = LoadedHost(
+        app_dir, host_config, errors=errors, invoker=invoker, local_http_port=local_settings.local_http_port
+    )
     context = ListenerContext(invoker, host_config, environ, host_id(app_dir, environ))
     for fn in indexed:
         if fn.trigger.type == "httpTrigger":
@@ -232,7 +236,7 @@ def run(app_dir: Path, port: int | None = None) -> int:
         print(function_list(loaded, ""), file=sys.stderr)
         print("Error: no function could be indexed; nothing to run", file=sys.stderr)
         return 1
-    local_port = port or read_local_settings(app_dir).local_http_port or DEFAULT_PORT
+    local_port = port or loaded.local_http_port or DEFAULT_PORT
     print(function_list(loaded, f"http://localhost:{local_port}"), flush=True)
     if loaded.keys_file is not None:
         print(

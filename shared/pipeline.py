@@ -32,7 +32,7 @@ from shared.errors import (
     ValidationError,
 )
 from shared.registry import PayloadError, Registry, TaskType
-from shared.store import Outcome, Store, cache_key
+from shared.store import Attempt, Outcome, Store, cache_key
 
 log = logging.getLogger(__name__)
 
@@ -222,64 +222,50 @@ class Processor:
                 raise
         if telemetry.active and batch_span is None and envelopes:
             telemetry.annotate_delivery(envelopes[0])
-        plans = [(e, self._registry.get(e.type)) for e in envelopes]
+        plans = [_Plan.of(e, self._registry.get(e.type)) for e in envelopes]
         with telemetry.valkey_span("begin", envelopes):
-            attempts = await self._store.begin(
-                [(e, cache_key(e.type, e.payload) if t and t.cache_ttl else None) for e, t in plans]
-            )
-        if telemetry.active:
-            runs = [
-                self._traced_run(e, t, a.attempts, a.cached, _at(producers, position), batch_span)
-                for position, ((e, t), a) in enumerate(zip(plans, attempts, strict=True))
-                if not a.already_final
-            ]
-        else:
-            runs = [
-                self._run(e, t, a.attempts, a.cached)
-                for (e, t), a in zip(plans, attempts, strict=True)
-                if not a.already_final
-            ]
-        outcomes = list(await asyncio.gather(*runs))
-        for (envelope, _), attempt in zip(plans, attempts, strict=True):
+            attempts = await self._store.begin([(plan.envelope, plan.cache) for plan in plans])
+        runs = []
+        failures: list[str] = []
+        for position, (plan, attempt) in enumerate(zip(plans, attempts, strict=True)):
+            envelope = plan.envelope
             if attempt.previous_status == "succeeded":
                 log.info("Task %s already succeeded; the redelivered message is not run again", envelope.id)
+            elif attempt.previous_status == "dead-lettered":
+                # Attempts are used up: fail again without running, until the broker dead-letters it.
+                failures.append(f"task {envelope.id} ({envelope.type}) failed: dead-lettered earlier")
+            elif telemetry.active:
+                runs.append(self._traced_run(plan, attempt, _at(producers, position), batch_span))
+            else:
+                runs.append(self._run(plan, attempt))
+        outcomes = list(await asyncio.gather(*runs))
         if outcomes:
             with telemetry.valkey_span("record", envelopes):
                 await self._store.record(outcomes)
             if telemetry.active:
                 telemetry.record_outcomes(outcomes)
-        failures = [o for o in outcomes if o.error is not None]
-        failures += [
-            Outcome(e, 0.0, error="dead-lettered earlier", final=True)
-            for (e, _), a in zip(plans, attempts, strict=True)
-            if a.previous_status == "dead-lettered"
+        failures[:0] = [
+            f"task {o.envelope.id} ({o.envelope.type}) failed: {o.error}"
+            for o in outcomes
+            if o.error is not None
         ]
         if failures:
-            first = failures[0]
-            raise TaskFailedError(f"task {first.envelope.id} ({first.envelope.type}) failed: {first.error}")
+            raise TaskFailedError(failures[0])
 
     async def _traced_run(
-        self,
-        envelope: TaskEnvelope,
-        task_type: TaskType | None,
-        attempt: int,
-        cached: bytes | None,
-        producer: SpanContext | None,
-        batch_span: Span | None,
+        self, plan: _Plan, attempt: Attempt, producer: SpanContext | None, batch_span: Span | None
     ) -> Outcome:
-        with telemetry.task_span(envelope, producer, batch_span) as span:
-            outcome = await self._run(envelope, task_type, attempt, cached)
+        with telemetry.task_span(plan.envelope, producer, batch_span) as span:
+            outcome = await self._run(plan, attempt)
             telemetry.describe_outcome(span, outcome)
             return outcome
 
-    async def _run(
-        self, envelope: TaskEnvelope, task_type: TaskType | None, attempt: int, cached: bytes | None
-    ) -> Outcome:
+    async def _run(self, plan: _Plan, attempt: Attempt) -> Outcome:
+        envelope, task_type, cache, cached = plan.envelope, plan.task_type, plan.cache, attempt.cached
         started = time.time()
         if task_type is None:
             log.error("Task %s has unknown type %s: dead-lettered", envelope.id, envelope.type)
             return Outcome(envelope, started, error=f"unknown task type '{envelope.type}'", final=True)
-        cache = cache_key(envelope.type, envelope.payload) if task_type.cache_ttl else None
         if cached is not None:
             return Outcome(
                 envelope, started, result=cached, cache=cache, cache_ttl=task_type.cache_ttl, cache_hit=True
@@ -291,10 +277,14 @@ class Processor:
                 result = await task_type.handler(payload)
             encoded = msgspec.json.encode(result)
         except Exception as exc:
-            final = attempt >= task_type.max_attempts
+            final = attempt.attempts >= task_type.max_attempts
             error = _describe(exc, task_type)
             log.warning(
-                "Task %s attempt %d/%d failed: %s", envelope.id, attempt, task_type.max_attempts, error
+                "Task %s attempt %d/%d failed: %s",
+                envelope.id,
+                attempt.attempts,
+                task_type.max_attempts,
+                error,
             )
             return Outcome(envelope, started, time.perf_counter() - clock, error=error, final=final)
         return Outcome(
@@ -306,6 +296,20 @@ class Processor:
             cache_ttl=task_type.cache_ttl,
             cache_hit=False if cache else None,
         )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A decoded task, its type (``None`` when unknown) and its cache key when its type caches."""
+
+    envelope: TaskEnvelope
+    task_type: TaskType | None
+    cache: str | None
+
+    @classmethod
+    def of(cls, envelope: TaskEnvelope, task_type: TaskType | None) -> _Plan:
+        cache = cache_key(envelope.type, envelope.payload) if task_type and task_type.cache_ttl else None
+        return cls(envelope, task_type, cache)
 
 
 def _at(producers: Sequence[SpanContext | None], position: int) -> SpanContext | None:

@@ -275,26 +275,20 @@ class Store:
         await self._run(pipe)
 
     async def task(self, task_id: str) -> dict[str, str] | None:
-        try:
-            raw: dict[bytes, bytes] = await self._client.hgetall(task_key(task_id))  # type: ignore[misc]
-        except (ValkeyError, OSError) as exc:
-            raise StoreError(f"task {task_id}: cannot read its status from Valkey: {exc}") from exc
+        raw: dict[bytes, bytes] = await self._run_one(self._client.hgetall(task_key(task_id)))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     async def claim_idempotency_key(self, key: str, ids: Sequence[str]) -> list[str] | None:
         """Bind ``key`` to ``ids`` for 24 h; if it was bound already, the ids it was bound to."""
         name = f"{P}idem:{hashlib.sha256(key.encode()).hexdigest()}"
-        try:
-            if await self._client.set(name, json.dumps(list(ids)), nx=True, ex=IDEMPOTENCY_TTL):
-                return None
-            existing = await self._client.get(name)
-        except (ValkeyError, OSError) as exc:
-            raise StoreError(f"cannot check the idempotency key in Valkey: {exc}") from exc
+        if await self._run_one(self._client.set(name, json.dumps(list(ids)), nx=True, ex=IDEMPOTENCY_TTL)):
+            return None
+        existing = await self._run_one(self._client.get(name))
         return list(json.loads(existing)) if existing else None
 
     async def release_idempotency_key(self, key: str) -> None:
         """Forget ``key`` after a failed send, so the client's retry is not told it succeeded."""
-        await self._client.delete(f"{P}idem:{hashlib.sha256(key.encode()).hexdigest()}")
+        await self._run_one(self._client.delete(f"{P}idem:{hashlib.sha256(key.encode()).hexdigest()}"))
 
     async def save_backlog(self, backlog: Backlog) -> None:
         document = {

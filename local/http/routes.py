@@ -228,9 +228,6 @@ class RouteTable:
     def __init__(self, routes: Sequence[Route]) -> None:
         self._routes = sorted(routes, key=lambda r: r.template.precedence)
 
-    def __iter__(self) -> object:
-        return iter(self._routes)
-
     def find(self, path: str, method: str) -> RouteMatch | frozenset[str] | None:
         """The match; or the allowed methods when only the method is wrong; or ``None``."""
         allowed: set[str] = set()
