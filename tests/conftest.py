@@ -8,6 +8,7 @@ never pass silently.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -34,15 +35,26 @@ def _answers(port: int) -> bool:
         return False
 
 
-def require_service(name: str) -> None:
-    """Skip (locally) or fail (CI) when ``name`` does not answer on its port."""
-    port = _PORTS[name]
-    if _answers(port):
-        return
-    reason = f"{name} is not answering on 127.0.0.1:{port}; start it with `python -m local services up`"
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; fail under CI, where everything a test needs must be there."""
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def require_service(name: str) -> None:
+    """Skip (locally) or fail (CI) when ``name`` does not answer on its port."""
+    port = _PORTS[name]
+    if not _answers(port):
+        skip_or_fail(
+            f"{name} is not answering on 127.0.0.1:{port}; start it with `python -m local services up`"
+        )
+
+
+def require_binary(name: str) -> None:
+    """Skip (locally) or fail (CI) when the server binary ``name`` is not installed."""
+    if shutil.which(name) is None:
+        skip_or_fail(f"{name} is not installed; `python -m local services up` installs it")
 
 
 @pytest.fixture

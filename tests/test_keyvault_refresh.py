@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,8 @@ from shared.keyvault import SecretReader, SecretReference
 from shared.secret_refresh import RefreshingSecret
 from shared.secrets import Secret
 from shared.store import Store
+from tests.conftest import require_binary
+from tests.hosting import free_port
 from tests.test_keyvault_double import FakeVault, StaticTokenCredential, VaultTransport
 
 OLD = "old-Valkey-pa55word"
@@ -161,19 +161,11 @@ def test_a_bad_secret_uri_names_the_setting() -> None:
 # -- Valkey reconnects with the rotated password ------------------------------------------------------
 
 
-def _spare_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def guarded_valkey(tmp_path: Path) -> Iterator[tuple[str, valkey.Valkey]]:
     """A Valkey of our own on a spare port, requiring the password OLD; its URL and an admin client."""
-    if shutil.which("valkey-server") is None:
-        pytest.skip("valkey-server is not installed; `python -m local services up` installs it")
-    ports = {"valkey": _spare_port()}
+    require_binary("valkey-server")
+    ports = {"valkey": free_port()}
     services.ensure(["valkey"], ports=ports, state_dir=tmp_path, report=lambda line: None)
     admin = valkey.Valkey(port=ports["valkey"])
     admin.config_set("requirepass", OLD)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from local import services
 from local.services import Facts, Strategy, System
+from tests.conftest import require_binary
+from tests.hosting import free_port
 
 
 @pytest.mark.parametrize(
@@ -112,17 +112,10 @@ def test_an_instance_on_another_port_gets_its_own_folder(tmp_path: Path) -> None
     assert services.rabbitmq_nodename(5672) == "rabbit@localhost"
 
 
-def _spare_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@pytest.mark.skipif(shutil.which("valkey-server") is None, reason="valkey-server is not installed")
 def test_a_second_valkey_starts_from_its_binary_is_reused_and_stops(tmp_path: Path) -> None:
+    require_binary("valkey-server")
     # Given a port nobody listens on
-    ports = {"valkey": _spare_port()}
+    ports = {"valkey": free_port()}
     lines: list[str] = []
 
     # When the service is ensured twice
@@ -159,9 +152,7 @@ def test_a_server_that_exits_at_once_fails_with_its_log(
 
     # When it is ensured / Then the error says how it ended and shows the log
     with pytest.raises(services.ServicesError, match="exited with code 3") as failure:
-        services.ensure(
-            ["valkey"], ports={"valkey": _spare_port()}, state_dir=tmp_path / "state", report=print
-        )
+        services.ensure(["valkey"], ports={"valkey": free_port()}, state_dir=tmp_path / "state", report=print)
     assert "FATAL: cannot open the data folder" in str(failure.value)
 
 
@@ -176,5 +167,5 @@ def test_nothing_to_start_or_install_stops_with_the_fix(
 
     # When RabbitMQ is ensured / Then the error names the command that installs it
     with pytest.raises(services.ServicesError) as failure:
-        services.ensure(["rabbitmq"], ports={"rabbitmq": _spare_port()}, state_dir=tmp_path, report=print)
+        services.ensure(["rabbitmq"], ports={"rabbitmq": free_port()}, state_dir=tmp_path, report=print)
     assert "    sudo apt-get install -y rabbitmq-server" in str(failure.value).splitlines()
