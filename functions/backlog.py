@@ -4,7 +4,8 @@ import logging
 
 import azure.functions as func
 
-from shared import runtime, telemetry
+from shared import telemetry
+from shared.pipeline import root as runtime
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

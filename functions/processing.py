@@ -4,8 +4,8 @@ import typing
 
 import azure.functions as func
 
-from shared import runtime
-from shared.config import current_profile
+from shared.pipeline import root as runtime
+from shared.pipeline.settings import current_profile
 
 bp = func.Blueprint()
 

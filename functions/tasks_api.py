@@ -3,10 +3,13 @@
 import azure.functions as func
 from opentelemetry.trace import Span
 
+from functions import openapi
 from functions.responses import error_response, json_response, problem
-from shared import openapi, runtime, stats, telemetry
+from shared import telemetry
 from shared.errors import TasklaneError
-from shared.status import task_view
+from shared.pipeline import root as runtime
+from shared.pipeline.status import task_view
+from shared.store import stats
 
 bp = func.Blueprint()
 _SUBMIT = {"http.request.method": "POST", "http.route": "/api/tasks"}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from shared.registry import registry
+from shared.pipeline.registry import registry
 
 
 class EchoPayload(msgspec.Struct):

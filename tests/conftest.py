@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from shared.store import Store
+from shared.store.store import Store
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 VALKEY_URL = os.environ.get("TEST_VALKEY_URL", "valkey://127.0.0.1:6379/15")

@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from shared import openapi
+from functions import openapi
 from shared import tasks as _builtin_tasks  # noqa: F401  (registers the types the document describes)
 from tests.conftest import require_service
 from tests.hosting import RunningHost, start_host

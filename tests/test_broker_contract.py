@@ -32,8 +32,8 @@ from shared.brokers.rabbitmq import RabbitMQBroker
 from shared.brokers.rabbitmq_topology import delete_queue_topology
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
-from shared.config import ServiceBusConnection
 from shared.errors import BrokerError
+from shared.pipeline.settings import ServiceBusConnection
 from shared.secrets import Secret
 from tests.doubles.servicebus_amqp import FakeServiceBus
 from tests.doubles.servicebus_http import AtomTransport, queue_entry

@@ -112,7 +112,7 @@ def test_the_package_holds_the_app(built: set[str]) -> None:
         "host.json",
         "requirements.txt",
         "functions/__init__.py",
-        "shared/config.py",
+        "shared/pipeline/settings.py",
     ):
         assert required in built
     assert any(name.startswith("functions/") for name in built)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from shared.registry import MAX_ATTEMPTS_LIMIT
+from shared.pipeline.registry import MAX_ATTEMPTS_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"

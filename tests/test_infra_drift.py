@@ -137,7 +137,7 @@ def reads(source: str, where: str, known: dict[str, str]) -> Iterator[Read]:
 
 
 def deployed_reads() -> list[Read]:
-    config = ast.parse((ROOT / "shared" / "config.py").read_text(encoding="utf-8"))
+    config = ast.parse((ROOT / "shared" / "pipeline" / "settings.py").read_text(encoding="utf-8"))
     known = constants(config)
     found: list[Read] = []
     for path in DEPLOYED:

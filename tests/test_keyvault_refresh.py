@@ -12,12 +12,12 @@ import pytest
 import valkey
 
 from local import services
-from shared.config import Settings
 from shared.errors import ConfigError, StoreError
 from shared.keyvault import SecretReader, SecretReference
-from shared.secret_refresh import RefreshingSecret
+from shared.pipeline.settings import Settings
 from shared.secrets import Secret
-from shared.store import Store
+from shared.secrets.refresh import RefreshingSecret
+from shared.store.store import Store
 from tests.conftest import require_binary
 from tests.hosting import free_port
 from tests.test_keyvault_double import FakeVault, StaticTokenCredential, VaultTransport
@@ -103,7 +103,7 @@ async def test_a_failed_read_keeps_the_last_value_and_says_why(
     vault.reachable = False
     clock.now += 300
     # When it is refreshed
-    with caplog.at_level(logging.WARNING, logger="shared.secret_refresh"):
+    with caplog.at_level(logging.WARNING, logger="shared.secrets.refresh"):
         changed = await secret.refresh()
     # Then the working value stays, and the warning names the secret and the reason, not the value
     assert changed is False

@@ -13,12 +13,12 @@ import pytest
 from shared import tasks as _builtin_tasks  # noqa: F401
 from shared.brokers.base import Backlog
 from shared.brokers.stub import StubBroker
-from shared.envelope import TaskEnvelope
 from shared.errors import BackpressureError, BrokerError, DecodeError, TaskFailedError, ValidationError
-from shared.pipeline import Accepter, Processor, parse_submission
-from shared.registry import registry
-from shared.stats import snapshot
-from shared.store import Store
+from shared.pipeline.envelope import TaskEnvelope
+from shared.pipeline.process import Accepter, Processor, parse_submission
+from shared.pipeline.registry import registry
+from shared.store.stats import snapshot
+from shared.store.store import Store
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from azure.servicebus.exceptions import (
 from shared.brokers import servicebus as servicebus_module
 from shared.brokers.base import OutgoingMessage
 from shared.brokers.servicebus import ServiceBusBroker
-from shared.config import ServiceBusConnection
 from shared.errors import BrokerError, ConfigError
+from shared.pipeline.settings import ServiceBusConnection
 from shared.secrets import Secret
 from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
 from tests.doubles.servicebus_http import AtomTransport, Reply, empty_feed, error, path_of, queue_entry

@@ -10,10 +10,11 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared import telemetry, telemetry_metrics
+from shared import telemetry
 from shared.brokers.base import Backlog
-from shared.envelope import TaskEnvelope
-from shared.store import Outcome
+from shared.pipeline.envelope import TaskEnvelope
+from shared.store.store import Outcome
+from shared.telemetry import instruments as telemetry_metrics
 from tests.hosting import ROOT
 
 SIGNOZ = ROOT / "infra" / "signoz"

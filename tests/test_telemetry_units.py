@@ -16,16 +16,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from shared import tasks as _builtin_tasks  # noqa: F401
-from shared import telemetry, telemetry_metrics, tracecontext
+from shared import telemetry
 from shared.brokers.base import OutgoingMessage
 from shared.brokers.servicebus import ServiceBusBroker
-from shared.config import ServiceBusConnection
-from shared.envelope import TaskEnvelope
-from shared.pipeline import Processor
-from shared.registry import registry
+from shared.pipeline.envelope import TaskEnvelope
+from shared.pipeline.process import Processor
+from shared.pipeline.registry import registry
+from shared.pipeline.settings import ServiceBusConnection
 from shared.secrets import Secret
-from shared.store import Store
-from shared.trace_console import ConsoleTraceProcessor
+from shared.store.store import Store
+from shared.telemetry import instruments as telemetry_metrics
+from shared.telemetry import tracecontext
+from shared.telemetry.console import ConsoleTraceProcessor
 from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
 from tests.hosting import ROOT
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
-from shared.config import Settings
+from shared.pipeline.settings import Settings
 
 __all__ = ["Backlog", "Broker", "OutgoingMessage", "create_broker"]
 

@@ -35,8 +35,8 @@ from azure.servicebus.exceptions import (
 
 from shared import telemetry
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
-from shared.config import SERVICEBUS_CONNECTION, ServiceBusConnection
 from shared.errors import BrokerError, ConfigError
+from shared.pipeline.settings import SERVICEBUS_CONNECTION, ServiceBusConnection
 
 log = logging.getLogger(__name__)
 

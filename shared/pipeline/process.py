@@ -23,7 +23,6 @@ from opentelemetry.trace import Span, SpanContext
 
 from shared import telemetry
 from shared.brokers import Broker, OutgoingMessage
-from shared.envelope import TaskEnvelope
 from shared.errors import (
     BackpressureError,
     DecodeError,
@@ -31,8 +30,9 @@ from shared.errors import (
     TaskFailedError,
     ValidationError,
 )
-from shared.registry import PayloadError, Registry, TaskType
-from shared.store import Attempt, Outcome, Store, cache_key
+from shared.pipeline.envelope import TaskEnvelope
+from shared.pipeline.registry import PayloadError, Registry, TaskType
+from shared.store.store import Attempt, Outcome, Store, cache_key
 
 log = logging.getLogger(__name__)
 

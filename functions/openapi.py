@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from shared.pipeline import MAX_TASKS_PER_SUBMISSION
-from shared.registry import Registry, registry
+from shared.pipeline.process import MAX_TASKS_PER_SUBMISSION
+from shared.pipeline.registry import Registry, registry
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _KEY: list[dict[str, list[str]]] = [{"functionKey": []}]

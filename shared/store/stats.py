@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from shared.histogram import percentiles
-from shared.store import BACKLOG, CACHE_INDEX, COUNTERS, THROUGHPUT_WINDOW, P, Store
+from shared.store.histogram import percentiles
+from shared.store.store import BACKLOG, CACHE_INDEX, COUNTERS, THROUGHPUT_WINDOW, P, Store
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 

@@ -1,6 +1,6 @@
 """Clients built once per process and reused by every invocation; nothing connects per request.
 
-Each accessor builds its client on first use from :class:`~shared.config.Settings`;
+Each accessor builds its client on first use from :class:`~shared.pipeline.settings.Settings`;
 :func:`reset` closes them (tests, and a host shutting down).
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Awaitable
 
 from shared import tasks as _builtin_tasks  # noqa: F401  (registers the built-in task types)
 from shared.brokers import Broker, create_broker
-from shared.config import Settings
-from shared.pipeline import Accepter, Processor
-from shared.registry import registry
-from shared.store import Store
+from shared.pipeline.process import Accepter, Processor
+from shared.pipeline.registry import registry
+from shared.pipeline.settings import Settings
+from shared.store.store import Store
 
 log = logging.getLogger(__name__)
 

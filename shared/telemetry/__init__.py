@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode
 
-from shared import telemetry_metrics, tracecontext
-from shared.telemetry_metrics import record_accepted as record_accepted
-from shared.telemetry_metrics import record_outcomes as record_outcomes
+from shared.telemetry import instruments as telemetry_metrics
+from shared.telemetry import tracecontext
+from shared.telemetry.instruments import record_accepted as record_accepted
+from shared.telemetry.instruments import record_outcomes as record_outcomes
 
 if TYPE_CHECKING:
     from shared.brokers.base import Backlog, OutgoingMessage
-    from shared.envelope import TaskEnvelope
-    from shared.store import Outcome
+    from shared.pipeline.envelope import TaskEnvelope
+    from shared.store.store import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _install(settings: TelemetrySettings) -> None:
     resource = Resource.create(resource_attributes(settings))
     tracer_provider = TracerProvider(resource=resource)
     if settings.console:
-        from shared.trace_console import ConsoleTraceProcessor
+        from shared.telemetry.console import ConsoleTraceProcessor
 
         tracer_provider.add_span_processor(ConsoleTraceProcessor())
     if settings.endpoint:

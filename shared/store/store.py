@@ -21,12 +21,12 @@ import valkey.asyncio as valkey
 from valkey.exceptions import ValkeyError
 
 from shared.brokers.base import Backlog
-from shared.envelope import TaskEnvelope
 from shared.errors import StoreError
-from shared.histogram import bucket
-from shared.secret_refresh import valkey_pool
+from shared.pipeline.envelope import TaskEnvelope
 from shared.secrets import Secret
-from shared.valkey_batching import Coalescer, FastConnection, Script
+from shared.secrets.refresh import valkey_pool
+from shared.store.batching import Coalescer, FastConnection, Script
+from shared.store.histogram import bucket
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Store:
 
     def __init__(self, url: str, password: Secret | None = None, *, status_ttl: int = 7 * 24 * 3600) -> None:
         # The pool authenticates each new connection with the password's current value, and re-reads
-        # a Key Vault-backed one when Valkey refuses it (shared.secret_refresh).
+        # a Key Vault-backed one when Valkey refuses it (shared.secrets.refresh).
         pool = valkey_pool(
             url,
             password,

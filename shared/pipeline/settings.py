@@ -13,8 +13,8 @@ from typing import Literal
 
 from shared.errors import ConfigError
 from shared.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
-from shared.secret_refresh import RefreshingSecret
 from shared.secrets import Secret
+from shared.secrets.refresh import RefreshingSecret
 
 Profile = Literal["azure", "local"]
 
