@@ -1,12 +1,14 @@
-"""Composition root: telemetry, the FunctionApp and its blueprints, nothing else."""
+"""Composition root: the app's task types and telemetry, the FunctionApp and its blueprints."""
 
 import azure.functions as func
 
-from functions import backlog, health, processing, tasks_api
-from shared import telemetry
+from shared import tasks, telemetry
+from shared.pipeline import root
 
-# Once per process, before any function runs; without an OTLP endpoint it installs nothing.
-telemetry.configure()
+# Once per process, before any function runs; without an OTLP endpoint telemetry installs nothing.
+root.configure(tasks.registry, telemetry.configure())
+
+from functions import backlog, health, processing, tasks_api  # noqa: E402  (after telemetry)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (health.bp, tasks_api.bp, processing.bp, backlog.bp):

@@ -2,9 +2,22 @@
 
 import azure.functions as func
 
+from functions.http import Answer, Route, Routes, json_response
+from shared.pipeline.hooks import RequestScope
+
 bp = func.Blueprint()
+routes = Routes(bp)
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse('{"status":"ok"}', mimetype="application/json")
+@routes.add(
+    Route(
+        "health",
+        "GET",
+        "health",
+        "Liveness",
+        {200: Answer("Alive", {"type": "object"})},
+        auth_level=func.AuthLevel.ANONYMOUS,
+    )
+)
+async def health(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    return json_response({"status": "ok"})

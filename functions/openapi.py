@@ -1,26 +1,87 @@
-"""The OpenAPI 3.1 document of the HTTP API, with one payload schema per registered task type."""
+"""The OpenAPI 3.1 document, generated from the declared routes and the registry's payload schemas.
 
-from __future__ import annotations
+Every route declares each response it can give (:class:`functions.http.Route`); this module only
+lays them out, so the document cannot drift from what the routes answer.
+"""
 
-from functools import cache
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shared.pipeline.process import MAX_TASKS_PER_SUBMISSION
-from shared.pipeline.registry import Registry, registry
+from shared.pipeline.registry import Registry
+from shared.pipeline.status import TaskStatus
+from shared.pipeline.submission import MAX_TASKS_PER_SUBMISSION
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_KEY: list[dict[str, list[str]]] = [{"functionKey": []}]
+if TYPE_CHECKING:
+    from functions.http import Answer, Route
+
+#: The request body of ``POST /api/tasks``: one task, or an array of them.
+SUBMISSION: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Task"},
+                    {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Task"},
+                        "minItems": 1,
+                        "maxItems": MAX_TASKS_PER_SUBMISSION,
+                    },
+                ]
+            }
+        }
+    },
+}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def document(registry: Registry, routes: Sequence["Route"]) -> dict[str, Any]:
+    """The document for ``routes`` and the task types of ``registry``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation: dict[str, Any] = {
+            "operationId": route.name,
+            "summary": route.summary,
+            "responses": {str(status): _response(answer) for status, answer in route.documented().items()},
+        }
+        if route.parameters:
+            operation["parameters"] = list(route.parameters)
+        if route.request_body is not None:
+            operation["requestBody"] = route.request_body
+        if route.auth_level.value == "anonymous":
+            operation["security"] = []
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tasklane",
+            "version": "1.0.0",
+            "description": "Submit tasks, follow their status, read the pipeline's figures.",
+        },
+        "servers": [{"url": "/api"}],
+        "security": [{"functionKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(registry),
+            "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
+        },
+    }
 
 
-def build(reg: Registry) -> dict[str, Any]:
-    types = list(reg)
-    (payloads, components) = msgspec.json.schema_components(
+def _response(answer: "Answer") -> dict[str, Any]:
+    found: dict[str, Any] = {"description": answer.description}
+    if answer.schema is not None:
+        found["content"] = {"application/json": {"schema": answer.schema}}
+    if answer.headers:
+        found["headers"] = {name: {"schema": {"type": "string"}} for name in answer.headers}
+    return found
+
+
+def _schemas(registry: Registry) -> dict[str, Any]:
+    types = list(registry)
+    payloads, components = msgspec.json.schema_components(
         [t.payload_type for t in types], ref_template="#/components/schemas/{name}"
     )
     task_variants = [
@@ -33,144 +94,31 @@ def build(reg: Registry) -> dict[str, Any]:
         }
         for t, schema in zip(types, payloads, strict=True)
     ]
-    components.update(
-        {
-            "Task": {"oneOf": task_variants},
-            "Queued": {
-                "type": "object",
-                "properties": {"id": {"type": "string"}, "status": {"const": "queued"}},
-                "required": ["id", "status"],
-            },
-            "TaskStatus": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "type": {"type": "string"},
-                    "status": {"enum": ["queued", "running", "succeeded", "failed", "dead-lettered"]},
-                    "attempts": {"type": "integer"},
-                    "submitted_at": {"type": ["string", "null"]},
-                    "started_at": {"type": ["string", "null"]},
-                    "finished_at": {"type": ["string", "null"]},
-                    "result": {},
-                    "error": {"type": "string"},
-                },
-                "required": ["id", "status", "attempts"],
-            },
-            "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
-        }
-    )
-    submit_body = {
-        "oneOf": [
-            {"$ref": "#/components/schemas/Task"},
-            {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Task"},
-                "minItems": 1,
-                "maxItems": MAX_TASKS_PER_SUBMISSION,
-            },
-        ]
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "tasklane",
-            "version": "1.0.0",
-            "description": "Submit tasks, follow their status, read the pipeline's figures.",
+    return components | {
+        "Task": {"oneOf": task_variants},
+        "Queued": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "status": {"const": TaskStatus.QUEUED.value}},
+            "required": ["id", "status"],
         },
-        "servers": [{"url": "/api"}],
-        "security": _KEY,
-        "paths": {
-            "/tasks": {
-                "post": {
-                    "operationId": "submitTasks",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 200},
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": submit_body}},
-                    },
-                    "responses": {
-                        "202": _json(
-                            {
-                                "oneOf": [
-                                    {"$ref": "#/components/schemas/Queued"},
-                                    {"type": "array", "items": {"$ref": "#/components/schemas/Queued"}},
-                                ]
-                            },
-                            "Accepted: the broker has every message",
-                        ),
-                        "400": _json(_ERROR, "Invalid submission: each bad index and field is named"),
-                        "401": {"description": "Missing or wrong function key"},
-                        "413": _json(_ERROR, "Body too large"),
-                        "415": _json(_ERROR, "Not application/json"),
-                        "429": _json(_ERROR, "Backlog over its limit; see Retry-After"),
-                        "503": _json(_ERROR, "Broker or store unavailable"),
-                    },
-                }
+        "TaskStatus": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "type": {"type": "string"},
+                "status": {"enum": [s.value for s in TaskStatus]},
+                "attempts": {"type": "integer"},
+                "submitted_at": {"type": ["string", "null"]},
+                "started_at": {"type": ["string", "null"]},
+                "finished_at": {"type": ["string", "null"]},
+                "result": {},
+                "error": {"type": "string"},
             },
-            "/tasks/{id}": {
-                "get": {
-                    "operationId": "getTask",
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {
-                        "200": _json({"$ref": "#/components/schemas/TaskStatus"}, "The task"),
-                        "401": {"description": "Missing or wrong function key"},
-                        "404": _json(_ERROR, "No such task"),
-                    },
-                }
-            },
-            "/stats": {
-                "get": {
-                    "operationId": "getStats",
-                    "responses": {
-                        "200": _json({"type": "object"}, "Pipeline figures"),
-                        "401": {"description": "Missing or wrong function key"},
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "operationId": "health",
-                    "security": [],
-                    "responses": {"200": _json({"type": "object"}, "Alive")},
-                }
-            },
-            "/ready": {
-                "get": {
-                    "operationId": "ready",
-                    "responses": {
-                        "200": _json({"type": "object"}, "Valkey and broker reachable"),
-                        "401": {"description": "Missing or wrong function key"},
-                        "503": _json({"type": "object"}, "Not ready"),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "responses": {
-                        "200": _json({"type": "object"}, "This document"),
-                        "401": {"description": "Missing or wrong function key"},
-                    },
-                }
-            },
+            "required": ["id", "status", "attempts"],
         },
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
+        "Error": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}, "dependency": {"enum": ["valkey", "broker"]}},
+            "required": ["error"],
         },
     }
-
-
-@cache
-def document() -> dict[str, Any]:
-    """The document for the app's registry, built once."""
-    return build(registry)

@@ -1,17 +1,30 @@
-"""Queue-triggered processing: Service Bus in Azure (batches), RabbitMQ in the local profile."""
+"""Queue-triggered processing: Service Bus in Azure (batches), RabbitMQ in the local profile.
+
+Each adapter turns what its trigger hands over into :class:`Delivery` values and returns normally
+once the pipeline has settled every one (completed, re-sent for another attempt, or dead-lettered),
+so the trigger acknowledges them; it raises only for deliveries the pipeline could not settle, which
+the trigger then hands back to the broker.
+"""
 
 import typing
 
 import azure.functions as func
 
-from shared.pipeline import root as runtime
-from shared.pipeline.settings import current_profile
+from shared.pipeline.delivery import Delivery, RedeliveryError, TraceContext
+from shared.pipeline.root import pipeline
+from shared.pipeline.settings import broker_system
 
 bp = func.Blueprint()
 
-if current_profile() == "local":
 
-    @bp.generic_trigger(
+async def _process(deliveries: list[Delivery]) -> None:
+    decisions = await pipeline().processor.process(deliveries)
+    if not all(d.settled for d in decisions):
+        raise RedeliveryError(decisions)
+
+
+def _rabbitmq(blueprint: func.Blueprint) -> None:
+    @blueprint.generic_trigger(
         arg_name="message",
         type="rabbitMQTrigger",
         queue_name="%TASKS_QUEUE%",
@@ -20,12 +33,11 @@ if current_profile() == "local":
     async def process_tasks(message: bytes, context: func.Context) -> None:
         # The host hands the message's traceparent over as the invocation's trace context.
         trace = context.trace_context
-        headers = {"traceparent": trace.trace_parent, "tracestate": trace.trace_state}
-        await runtime.processor().process([message], (), [headers])
+        await _process([Delivery(message, trace=TraceContext.of(trace.trace_parent, trace.trace_state))])
 
-else:
 
-    @bp.service_bus_queue_trigger(
+def _servicebus(blueprint: func.Blueprint) -> None:
+    @blueprint.service_bus_queue_trigger(
         arg_name="messages",
         queue_name="%TASKS_QUEUE%",
         connection="ServiceBusConnection",
@@ -33,6 +45,19 @@ else:
     )
     # The worker accepts only typing.List here, not list[...] (azure-functions-python-worker#1034).
     async def process_tasks(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
-        bodies = [m.get_body() for m in messages]
-        ids = [m.message_id or "" for m in messages]
-        await runtime.processor().process(bodies, ids, [m.application_properties for m in messages])
+        await _process(
+            [
+                Delivery(
+                    m.get_body(),
+                    m.message_id or "",
+                    m.delivery_count or 1,
+                    TraceContext.from_headers(m.application_properties),
+                )
+                for m in messages
+            ]
+        )
+
+
+#: The trigger for each broker; the settings' broker system picks one at import time.
+_TRIGGERS = {"rabbitmq": _rabbitmq, "servicebus": _servicebus}
+_TRIGGERS[broker_system()](bp)

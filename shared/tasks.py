@@ -1,4 +1,8 @@
-"""Built-in task types: ``echo``, ``add``, ``sleep``, ``cpu`` and ``fail``."""
+"""The app's task types: ``echo``, ``add``, ``sleep``, ``cpu`` and ``fail``, in :data:`registry`.
+
+The composition root is handed this registry explicitly; add a type by decorating an async function
+here (or in a module imported here) with ``@registry.task``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-from shared.pipeline.registry import registry
+from shared.pipeline.registry import Registry
+
+#: The app's task types, handed to the pipeline by the composition root.
+registry = Registry()
 
 
 class EchoPayload(msgspec.Struct):

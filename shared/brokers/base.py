@@ -1,4 +1,4 @@
-"""The broker contract: ``send``, ``send_batch``, ``backlog``, ``close``.
+"""The broker contract: ``send_batch``, ``dead_letter``, ``backlog``, ``close``.
 
 Implementations: RabbitMQ (local profile), Service Bus (Azure) and an in-memory stub for tests.
 One contract suite (``tests/test_broker_contract.py``) runs against each that can run here.
@@ -51,14 +51,21 @@ class Broker(ABC):
     or Service Bus's acknowledgement); anything less raises :class:`~shared.errors.BrokerError`.
     """
 
+    #: ``messaging.system`` as OpenTelemetry names it: ``rabbitmq``, ``servicebus``.
+    system: str
     queue: str
-
-    async def send(self, message: OutgoingMessage) -> None:
-        await self.send_batch([message])
 
     @abstractmethod
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
         """Send every message, or raise; a partial failure raises too (callers may retry: ids dedupe)."""
+
+    @abstractmethod
+    async def dead_letter(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Put messages in the queue's dead-letter queue (confirmed, as :meth:`send_batch`).
+
+        Their headers carry ``DeadLetterReason`` and ``DeadLetterErrorDescription``, the names
+        Service Bus gives its own dead letters, so every dead letter reads alike.
+        """
 
     @abstractmethod
     async def backlog(self) -> Backlog:

@@ -14,7 +14,6 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from shared import telemetry
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.errors import BrokerError
@@ -25,6 +24,8 @@ log = logging.getLogger(__name__)
 
 class RabbitMQBroker(Broker):
     """Publishes persistent messages with confirms over one robust connection, opened on first use."""
+
+    system = "rabbitmq"
 
     def __init__(self, url: Secret, queue: str) -> None:
         self.queue = queue
@@ -50,6 +51,14 @@ class RabbitMQBroker(Broker):
         return self._channel
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
+        await self._publish(self.queue, messages)
+
+    async def dead_letter(self, messages: Sequence[OutgoingMessage]) -> None:
+        # Straight to the dead-letter queue through the default exchange, as the broker's own
+        # dead-lettering (through the DLX) would put it.
+        await self._publish(self._topology.dead_letter_queue, messages)
+
+    async def _publish(self, routing_key: str, messages: Sequence[OutgoingMessage]) -> None:
         channel = await self._publisher()
         try:
             # aio-pika builds a Message object per publish; on the accept path that costs more
@@ -58,16 +67,10 @@ class RabbitMQBroker(Broker):
             underlay = await channel.get_underlay_channel()
         except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
             raise BrokerError(f"RabbitMQ channel for '{self.queue}' is not open: {exc}") from exc
-        with telemetry.ProducerSpans("rabbitmq", self.queue, messages) as traced:
-            await self._publish(underlay, traced)
-
-    async def _publish(
-        self, underlay: aiormq.abc.AbstractChannel, messages: Sequence[OutgoingMessage]
-    ) -> None:
         publishes = [
             underlay.basic_publish(
                 m.body,
-                routing_key=self.queue,
+                routing_key=routing_key,
                 properties=aiormq.spec.Basic.Properties(
                     message_id=m.id,
                     headers=dict(m.headers) if m.headers else None,
@@ -83,7 +86,7 @@ class RabbitMQBroker(Broker):
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise BrokerError(
-                f"RabbitMQ did not confirm {len(failures)} of {len(messages)} messages to '{self.queue}':"
+                f"RabbitMQ did not confirm {len(failures)} of {len(messages)} messages to '{routing_key}':"
                 f" {failures[0]!r}"
             ) from failures[0]
 

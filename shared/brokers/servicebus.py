@@ -33,7 +33,6 @@ from azure.servicebus.exceptions import (
     ServiceBusAuthorizationError,
 )
 
-from shared import telemetry
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.errors import BrokerError, ConfigError
 from shared.pipeline.settings import SERVICEBUS_CONNECTION, ServiceBusConnection
@@ -52,9 +51,15 @@ _ACCESS_ERRORS = (ServiceBusAuthenticationError, ServiceBusAuthorizationError, C
 class ServiceBusBroker(Broker):
     """Sends to one Service Bus queue in as few batches as the size limit allows.
 
+    Dead letters go to the queue ``<queue>.dead-letter``: Service Bus lets no client write to a
+    queue's own dead-letter subqueue, so infra/ makes that queue and forwards the work queue's own
+    dead letters (``forwardDeadLetteredMessagesTo``) there too; every dead letter is in one place.
+
     ``retry_total`` is how often the SDK retries a failed send or backlog read (its own default).
     ``http_transport`` replaces the administration client's HTTP transport; tests pass a double.
     """
+
+    system = "servicebus"
 
     def __init__(
         self,
@@ -72,47 +77,62 @@ class ServiceBusBroker(Broker):
         self._http_transport = http_transport
         self._credential: DefaultAzureCredential | None = None
         self._client: ServiceBusClient | None = None
-        self._sender: ServiceBusSender | None = None
+        self._senders: dict[str, ServiceBusSender] = {}
         self._admin: ServiceBusAdministrationClient | None = None
         self._batch_bytes: int | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}.dead-letter"
+
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
         """Send every message; each batch returns once Service Bus has acknowledged it."""
+        await self._send(self.queue, messages)
+
+    async def dead_letter(self, messages: Sequence[OutgoingMessage]) -> None:
+        await self._send(self.dead_letter_queue, messages)
+
+    async def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:
             return
         async with self._lock:
             try:
-                sender = self._queue_sender()
+                sender = self._queue_sender(queue)
                 # Batch everything before sending anything, so a message that can never fit fails
                 # the call without half of it enqueued.
-                with telemetry.ProducerSpans("servicebus", self.queue, messages) as traced:
-                    batches = await self._batches(sender, traced)
-                    for batch in batches:
-                        await sender.send_messages(batch)
+                batches = await self._batches(sender, messages, queue)
+                for batch in batches:
+                    await sender.send_messages(batch)
             except AzureError as exc:
-                raise _broker_error(f"send {len(messages)} messages to", self.queue, exc) from exc
+                raise _broker_error(f"send {len(messages)} messages to", queue, exc) from exc
         ids = ", ".join(m.id for m in messages)
-        log.debug("sent tasks %s to '%s' in %d batch(es)", ids, self.queue, len(batches))
+        log.debug("sent tasks %s to '%s' in %d batch(es)", ids, queue, len(batches))
 
     async def backlog(self) -> Backlog:
-        """The queue's active, dead-lettered and scheduled message counts, as Service Bus reports them."""
+        """Active and scheduled messages of the queue, and every dead letter: those in the queue's own
+        dead-letter subqueue and those in ``<queue>.dead-letter``, as Service Bus reports them."""
+        admin = self._administration()
         try:
-            runtime = await self._administration().get_queue_runtime_properties(self.queue)
+            work, dead = await asyncio.gather(
+                admin.get_queue_runtime_properties(self.queue),
+                admin.get_queue_runtime_properties(self.dead_letter_queue),
+            )
         except AzureError as exc:
             raise _broker_error("read the backlog of", self.queue, exc) from exc
         return Backlog(
             self.queue,
-            active=runtime.active_message_count or 0,
-            dead_lettered=runtime.dead_letter_message_count or 0,
-            scheduled=runtime.scheduled_message_count,
+            active=work.active_message_count or 0,
+            dead_lettered=(work.dead_letter_message_count or 0) + (dead.active_message_count or 0),
+            scheduled=work.scheduled_message_count,
         )
 
     async def close(self) -> None:
         """Close the sender, clients and credential; the next call opens new ones."""
         async with self._lock:  # let a send in flight finish rather than cut its link
-            closeables = (self._sender, self._client, self._admin, self._credential)
-            self._sender = self._client = self._admin = self._credential = None
+            closeables = (*self._senders.values(), self._client, self._admin, self._credential)
+            self._senders = {}
+            self._client = self._admin = self._credential = None
             self._batch_bytes = None  # a new link may report another limit
         for closeable in closeables:
             if closeable is None:
@@ -124,7 +144,7 @@ class ServiceBusBroker(Broker):
                 log.warning("closing %s for '%s' failed: %s", type(closeable).__name__, self.queue, exc)
 
     async def _batches(
-        self, sender: ServiceBusSender, messages: Sequence[OutgoingMessage]
+        self, sender: ServiceBusSender, messages: Sequence[OutgoingMessage], queue: str
     ) -> list[ServiceBusMessageBatch]:
         batches: list[ServiceBusMessageBatch] = []
         for message in messages:
@@ -133,7 +153,7 @@ class ServiceBusBroker(Broker):
                 continue
             batches.append(await self._empty_batch(sender))
             if not _added(batches[-1], outgoing):
-                raise _too_large(message, self.queue, batches[-1].max_size_in_bytes)
+                raise _too_large(message, queue, batches[-1].max_size_in_bytes)
         return batches
 
     async def _empty_batch(self, sender: ServiceBusSender) -> ServiceBusMessageBatch:
@@ -144,11 +164,11 @@ class ServiceBusBroker(Broker):
             self._batch_bytes = link_limit - ENVELOPE_ROOM
         return await sender.create_message_batch(self._batch_bytes)
 
-    def _queue_sender(self) -> ServiceBusSender:
-        if self._sender is None:
+    def _queue_sender(self, queue: str) -> ServiceBusSender:
+        if queue not in self._senders:
             # The sender opens its link lazily, on the first batch it is asked for.
-            self._sender = self._servicebus_client().get_queue_sender(self.queue)
-        return self._sender
+            self._senders[queue] = self._servicebus_client().get_queue_sender(queue)
+        return self._senders[queue]
 
     def _servicebus_client(self) -> ServiceBusClient:
         if self._client is None:

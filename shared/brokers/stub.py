@@ -11,6 +11,8 @@ from shared.errors import BrokerError
 class StubBroker(Broker):
     """Holds messages in lists; ``fail_next`` makes the next send raise as a broker outage would."""
 
+    system = "stub"
+
     def __init__(self, queue: str = "tasks") -> None:
         self.queue = queue
         self.messages: list[OutgoingMessage] = []
@@ -24,6 +26,12 @@ class StubBroker(Broker):
             raise BrokerError(f"queue '{self.queue}': the stub was told to refuse this send")
         self.closed = False
         self.messages.extend(messages)
+
+    async def dead_letter(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise BrokerError(f"queue '{self.queue}': the stub was told to refuse this dead letter")
+        self.dead_letters.extend(messages)
 
     async def backlog(self) -> Backlog:
         return Backlog(

@@ -1,0 +1,1 @@
+"""The task pipeline: settings, registry, envelope, accepting and processing, and its composition root."""

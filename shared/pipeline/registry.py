@@ -8,7 +8,7 @@ Schema for the OpenAPI document::
         x: float
         y: float
 
-    @registry.task("add", timeout=5, max_attempts=3, cache_ttl=300)
+    @tasks.task("add", timeout=5, max_attempts=3, cache_ttl=300)
     async def add(payload: AddPayload) -> float:
         return payload.x + payload.y
 """
@@ -28,8 +28,9 @@ from shared.errors import ConfigError
 
 Handler = Callable[[Any], Awaitable[Any]]
 
-#: The local RabbitMQ trigger dead-letters on the 5th failure; Service Bus's MaxDeliveryCount is
-#: set to the same in infra/, so no task type may ask for more attempts than a message gets.
+#: At most this many attempts a task type may ask for. A failed attempt is re-sent as a new message, so
+#: the brokers' own delivery limits (the RabbitMQ extension's 5th failure, Service Bus's
+#: MaxDeliveryCount 5 in infra/) only catch crashes; a test keeps the three equal.
 MAX_ATTEMPTS_LIMIT = 5
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -52,6 +53,14 @@ class TaskType:
             return msgspec.convert(payload, self.payload_type)
         except msgspec.ValidationError as exc:
             raise PayloadError.from_msgspec(exc) from exc
+
+
+class PermanentError(Exception):
+    """Raise it (or a subclass) from a handler when retrying cannot help: the attempt is the last.
+
+    The task is dead-lettered at once with this error, whatever attempts it had left, as arq's
+    ``Retry``'s opposite and dramatiq's ``throws`` let a handler say.
+    """
 
 
 class PayloadError(ValueError):
@@ -130,7 +139,3 @@ def _payload_type(name: str, handler: Handler) -> type[msgspec.Struct]:
             f"task type '{name}': the handler takes exactly one parameter annotated with a msgspec.Struct"
         )
     return annotation
-
-
-#: The app's registry; ``shared.tasks`` registers the built-in types on import.
-registry = Registry()

@@ -1,7 +1,9 @@
-"""Clients built once per process and reused by every invocation; nothing connects per request.
+"""The composition root: one :class:`Pipeline`, built once per process from settings and a registry.
 
-Each accessor builds its client on first use from :class:`~shared.pipeline.settings.Settings`;
-:func:`reset` closes them (tests, and a host shutting down).
+It owns every client (store, broker) and the parts built on them (accepter, processor), and hands
+each part what it uses; no other module holds a client. ``function_app.py`` states what the app is
+made of (:func:`configure`); the blueprints reach the pipeline through :func:`pipeline`, which builds
+it on first use, after the worker's import-time indexing.
 """
 
 from __future__ import annotations
@@ -9,82 +11,107 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 
-from shared import tasks as _builtin_tasks  # noqa: F401  (registers the built-in task types)
-from shared.brokers import Broker, create_broker
-from shared.pipeline.process import Accepter, Processor
-from shared.pipeline.registry import registry
+from shared.brokers.base import Backlog, Broker
+from shared.pipeline.accept import Accepter
+from shared.pipeline.hooks import Hooks
+from shared.pipeline.process import Processor
+from shared.pipeline.registry import Registry
 from shared.pipeline.settings import Settings
 from shared.store.store import Store
 
 log = logging.getLogger(__name__)
 
-_settings: Settings | None = None
-_broker: Broker | None = None
-_store: Store | None = None
-_accepter: Accepter | None = None
-_processor: Processor | None = None
+
+@dataclass
+class Pipeline:
+    """The store, the broker and what is built on them, sharing one set of hooks."""
+
+    settings: Settings
+    registry: Registry
+    store: Store
+    broker: Broker
+    hooks: Hooks = field(default_factory=Hooks)
+
+    def __post_init__(self) -> None:
+        self.accepter = Accepter(
+            self.broker, self.store, self.registry, self.hooks, max_backlog=self.settings.max_backlog
+        )
+        self.processor = Processor(self.store, self.broker, self.registry, self.hooks)
+
+    @classmethod
+    def build(cls, settings: Settings, registry: Registry, hooks: Hooks | None = None) -> Pipeline:
+        """Make the clients (they connect on first use)."""
+        store = Store(settings.valkey_url, settings.valkey_password, status_ttl=settings.status_ttl_seconds)
+        broker = settings.broker.build_broker(settings.tasks_queue)
+        return cls(settings, registry, store, broker, hooks or Hooks())
+
+    async def readiness(self, limit_seconds: float = 2.0) -> dict[str, bool]:
+        """Whether Valkey and the broker answer, each within ``limit_seconds``."""
+
+        async def check(name: str, probe: Awaitable[object]) -> bool:
+            try:
+                await asyncio.wait_for(probe, limit_seconds)
+            except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+                log.warning("Readiness check of %s failed: %s", name, exc)
+                return False
+            return True
+
+        valkey_ok, broker_ok = await asyncio.gather(
+            check("valkey", self.store.ping()), check("broker", self.broker.backlog())
+        )
+        return {"valkey": valkey_ok, "broker": broker_ok}
+
+    async def snapshot_backlog(self) -> Backlog:
+        """Read the backlog from the broker, keep it in Valkey (stats, backpressure), and report it."""
+        backlog = await self.broker.backlog()
+        await self.store.save_backlog(backlog)
+        self.hooks.backlog(backlog)
+        return backlog
+
+    async def close(self) -> None:
+        """Close the broker and the store."""
+        try:
+            await self.broker.close()
+        finally:
+            await self.store.close()
 
 
-def settings() -> Settings:
-    global _settings
-    if _settings is None:
-        _settings = Settings.from_environ()
-    return _settings
+@dataclass
+class _Root:
+    registry: Registry | None = None
+    hooks: Hooks | None = None
+    built: Pipeline | None = None
 
 
-def broker() -> Broker:
-    global _broker
-    if _broker is None:
-        _broker = create_broker(settings())
-    return _broker
+_root = _Root()
 
 
-def store() -> Store:
-    global _store
-    if _store is None:
-        config = settings()
-        _store = Store(config.valkey_url, config.valkey_password, status_ttl=config.status_ttl_seconds)
-    return _store
+def configure(registry: Registry, hooks: Hooks) -> None:
+    """What the app is made of: its task types and its hooks. ``function_app.py`` calls it once."""
+    _root.registry, _root.hooks = registry, hooks
 
 
-def accepter() -> Accepter:
-    global _accepter
-    if _accepter is None:
-        _accepter = Accepter(broker(), store(), registry, max_backlog=settings().max_backlog)
-    return _accepter
+def hooks() -> Hooks:
+    """The configured hooks, without building the pipeline (the health route touches nothing else)."""
+    return _root.hooks or _SILENT
 
 
-def processor() -> Processor:
-    global _processor
-    if _processor is None:
-        config = settings()
-        system = "rabbitmq" if config.profile == "local" else "servicebus"
-        _processor = Processor(store(), registry, system=system, queue=config.tasks_queue)
-    return _processor
+_SILENT = Hooks()
+
+
+def pipeline() -> Pipeline:
+    """The process's pipeline, built from the environment on first use."""
+    if _root.built is None:
+        if _root.registry is None:
+            raise RuntimeError("the pipeline is not configured: function_app.py calls configure() first")
+        _root.built = Pipeline.build(Settings.from_environ(), _root.registry, _root.hooks)
+    return _root.built
 
 
 async def reset() -> None:
-    """Close and forget every client, so the next use builds them from the current settings."""
-    global _settings, _broker, _store, _accepter, _processor
-    broker_, store_ = _broker, _store
-    _settings = _broker = _store = _accepter = _processor = None
-    if broker_ is not None:
-        await broker_.close()
-    if store_ is not None:
-        await store_.close()
-
-
-async def readiness(limit_seconds: float = 2.0) -> dict[str, bool]:
-    """Whether Valkey and the broker answer, each within ``limit_seconds``."""
-
-    async def check(probe: Awaitable[object]) -> bool:
-        try:
-            await asyncio.wait_for(probe, limit_seconds)
-        except Exception as exc:  # any failure means "not ready"; the reason goes to the log
-            log.warning("Readiness check failed: %s", exc)
-            return False
-        return True
-
-    valkey_ok, broker_ok = await asyncio.gather(check(store().ping()), check(broker().backlog()))
-    return {"valkey": valkey_ok, "broker": broker_ok}
+    """Close and forget the built pipeline, so the next use builds it from the current settings."""
+    built, _root.built = _root.built, None
+    if built is not None:
+        await built.close()

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from shared.errors import ConfigError
 from shared.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
 from shared.secrets import Secret
-from shared.secrets.refresh import RefreshingSecret
 
-Profile = Literal["azure", "local"]
+if TYPE_CHECKING:
+    from shared.brokers.base import Broker
+from shared.secrets.refresh import RefreshingSecret
 
 #: Names of the settings the app reads; infra/ must set each of them (checked by a test).
 PROFILE = "TASKLANE_PROFILE"
@@ -28,12 +29,27 @@ VALKEY_PASSWORD = "VALKEY_PASSWORD"
 MAX_BACKLOG = "TASKS_MAX_BACKLOG"
 MAX_BODY_BYTES = "TASKS_MAX_BODY_BYTES"
 STATUS_TTL = "TASKS_STATUS_TTL_SECONDS"
-BACKLOG_SCHEDULE = "BACKLOG_SCHEDULE"
+BACKLOG_SCHEDULE = "BACKLOG_SCHEDULE"  # read by the timer binding only
 #: The Key Vault secret (a versionless secret URI, not a reference) that VALKEY_PASSWORD comes from.
 VALKEY_PASSWORD_SECRET_URI = "VALKEY_PASSWORD_SECRET_URI"
 SECRET_REFRESH_SECONDS = "SECRET_REFRESH_SECONDS"
 #: The user-assigned managed identity that reads Key Vault (azure-identity's own setting name).
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+
+
+@dataclass(frozen=True)
+class RabbitMQConnection:
+    """The local profile's broker: RabbitMQ at ``url`` (``RabbitMQConnection``)."""
+
+    url: Secret
+    system: ClassVar[str] = "rabbitmq"
+
+    def build_broker(self, queue: str) -> Broker:
+        from shared.brokers.rabbitmq import (
+            RabbitMQBroker,
+        )  # only where used: aio-pika stays unloaded in Azure
+
+        return RabbitMQBroker(self.url, queue)
 
 
 @dataclass(frozen=True)
@@ -43,59 +59,73 @@ class ServiceBusConnection:
     connection_string: Secret | None = None
     fully_qualified_namespace: str | None = None
     client_id: str | None = None
+    system: ClassVar[str] = "servicebus"
+
+    def build_broker(self, queue: str) -> Broker:
+        from shared.brokers.servicebus import ServiceBusBroker
+
+        return ServiceBusBroker(self, queue)
+
+
+#: The broker is a typed part of the settings; each kind knows its system name and builds its broker.
+BrokerConnection = RabbitMQConnection | ServiceBusConnection
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything tasklane's own code reads from app settings."""
 
-    profile: Profile = "local"
+    broker: BrokerConnection
     tasks_queue: str = "tasks"
-    rabbitmq_url: Secret | None = None
-    servicebus: ServiceBusConnection | None = None
     valkey_url: str = "valkey://127.0.0.1:6379/0"
     valkey_password: Secret | None = None
     max_backlog: int = 100_000
     max_body_bytes: int = 4 * 1024 * 1024
     status_ttl_seconds: int = 7 * 24 * 3600
-    backlog_schedule: str = "*/30 * * * * *"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        profile = env.get(PROFILE, "azure").strip().lower()
-        if profile not in ("azure", "local"):
-            raise ConfigError(f"{PROFILE}='{profile}': expected 'azure' (Service Bus) or 'local' (RabbitMQ)")
-        settings = cls(
-            profile="local" if profile == "local" else "azure",
+        return cls(
+            broker=_broker(env),
             tasks_queue=_text(env, TASKS_QUEUE, "tasks"),
-            rabbitmq_url=Secret(env[RABBITMQ_CONNECTION]) if env.get(RABBITMQ_CONNECTION) else None,
-            servicebus=_servicebus(env),
-            valkey_url=_text(env, VALKEY_URL, cls.valkey_url),
+            valkey_url=_text(env, VALKEY_URL, "valkey://127.0.0.1:6379/0"),
             valkey_password=_valkey_password(env),
-            max_backlog=_positive(env, MAX_BACKLOG, cls.max_backlog),
-            max_body_bytes=_positive(env, MAX_BODY_BYTES, cls.max_body_bytes),
-            status_ttl_seconds=_positive(env, STATUS_TTL, cls.status_ttl_seconds),
-            backlog_schedule=_text(env, BACKLOG_SCHEDULE, cls.backlog_schedule),
+            max_backlog=_positive(env, MAX_BACKLOG, 100_000),
+            max_body_bytes=_positive(env, MAX_BODY_BYTES, 4 * 1024 * 1024),
+            status_ttl_seconds=_positive(env, STATUS_TTL, 7 * 24 * 3600),
         )
-        settings.require_broker()
-        return settings
-
-    def require_broker(self) -> None:
-        """The profile's broker connection must be set; say which setting is missing."""
-        if self.profile == "local" and self.rabbitmq_url is None:
-            raise ConfigError(f"{RABBITMQ_CONNECTION} is not set: the local profile sends to RabbitMQ")
-        if self.profile == "azure" and self.servicebus is None:
-            raise ConfigError(
-                f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace (or {SERVICEBUS_CONNECTION}) is not set:"
-                " the azure profile sends to Service Bus"
-            )
 
 
-def current_profile(environ: Mapping[str, str] | None = None) -> Profile:
-    """The profile alone: blueprints choose their trigger with it at import time."""
+def broker_system(environ: Mapping[str, str] | None = None) -> str:
+    """``rabbitmq`` or ``servicebus``, from ``TASKLANE_PROFILE`` alone.
+
+    The processing blueprint chooses its trigger with it at import time, before any connection
+    setting is needed (a missing one is reported on first use, naming itself).
+    """
     env = os.environ if environ is None else environ
-    return "local" if env.get(PROFILE, "azure").strip().lower() == "local" else "azure"
+    profile = env.get(PROFILE, "azure").strip().lower()
+    if profile not in _SYSTEMS:
+        raise ConfigError(f"{PROFILE}='{profile}': expected 'azure' (Service Bus) or 'local' (RabbitMQ)")
+    return _SYSTEMS[profile]
+
+
+_SYSTEMS = {"local": RabbitMQConnection.system, "azure": ServiceBusConnection.system}
+
+
+def _broker(env: Mapping[str, str]) -> BrokerConnection:
+    if broker_system(env) == RabbitMQConnection.system:
+        url = env.get(RABBITMQ_CONNECTION, "").strip()
+        if not url:
+            raise ConfigError(f"{RABBITMQ_CONNECTION} is not set: the local profile sends to RabbitMQ")
+        return RabbitMQConnection(Secret(url))
+    servicebus = _servicebus(env)
+    if servicebus is None:
+        raise ConfigError(
+            f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace (or {SERVICEBUS_CONNECTION}) is not set:"
+            " the azure profile sends to Service Bus"
+        )
+    return servicebus
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:

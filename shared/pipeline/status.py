@@ -1,30 +1,22 @@
-"""A task's status as the API shows it, from its Valkey hash."""
+"""A task's statuses, as Valkey stores them and the API shows them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-import msgspec
+import enum
 
 
-def _time(raw: str | None) -> str | None:
-    return datetime.fromtimestamp(float(raw), UTC).isoformat() if raw else None
+class TaskStatus(enum.StrEnum):
+    """Where a task is; the values are what Valkey's scripts write and the API answers."""
 
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    #: An attempt failed; another is on its way.
+    FAILED = "failed"
+    #: Out of attempts, or undecodable: in the dead-letter queue with its reason.
+    DEAD_LETTERED = "dead-lettered"
 
-def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    """``{id, type, status, attempts, submitted_at, started_at, finished_at, result | error}``."""
-    view: dict[str, Any] = {
-        "id": task_id,
-        "type": fields.get("type"),
-        "status": fields.get("status", "queued"),
-        "attempts": int(fields.get("attempts", "0")),
-        "submitted_at": _time(fields.get("submitted_at")),
-        "started_at": _time(fields.get("started_at")),
-        "finished_at": _time(fields.get("finished_at")),
-    }
-    if "result" in fields and view["status"] == "succeeded":
-        view["result"] = msgspec.json.decode(fields["result"])
-    if "error" in fields:
-        view["error"] = fields["error"]
-    return view
+    @property
+    def final(self) -> bool:
+        """No further attempt will run (until an operator redrives the task)."""
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.DEAD_LETTERED)

@@ -6,17 +6,19 @@ import json
 import time
 from typing import Any
 
+import valkey.asyncio as valkey
+
 from shared.store.histogram import percentiles
-from shared.store.store import BACKLOG, CACHE_INDEX, COUNTERS, THROUGHPUT_WINDOW, P, Store
+from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, THROUGHPUT_WINDOW, P
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 
-async def snapshot(store: Store) -> dict[str, Any]:
+async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     """Backlog, totals (overall and per type), throughput, latency percentiles and cache figures."""
     now = time.time()
     second = int(now)
-    pipe = store.client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=False)
     pipe.hgetall(COUNTERS)
     pipe.hgetall(P + "hist:queue_wait")
     pipe.hgetall(P + "hist:duration")

@@ -1,10 +1,6 @@
 """Valkey: task status and results, counters, latency histograms, backlog snapshot, result cache
-and idempotency keys. Every write a task causes is one pipeline (or one script) round trip.
-
-Keys (prefix ``tl:``): ``task:{id}`` hash with a TTL; ``counters`` hash; ``hist:{name}`` hashes
-of bucket → count; ``tp:{second}`` per-second processed counts; ``backlog`` snapshot;
-``cache:{digest}`` results and ``cache:index`` (sorted by expiry, to count live keys);
-``idem:{key}`` ids; ``dead-letters`` the last reasons for undecodable messages.
+and idempotency keys. Every write a task causes is one pipeline (or one script) round trip; the key
+names are in :mod:`shared.store.keys`.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import valkey.asyncio as valkey
@@ -23,20 +18,16 @@ from valkey.exceptions import ValkeyError
 from shared.brokers.base import Backlog
 from shared.errors import StoreError
 from shared.pipeline.envelope import TaskEnvelope
+from shared.pipeline.outcome import Attempt, Outcome
+from shared.pipeline.status import TaskStatus
 from shared.secrets import Secret
 from shared.secrets.refresh import valkey_pool
+from shared.store import stats
 from shared.store.batching import Coalescer, FastConnection, Script
 from shared.store.histogram import bucket
+from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
 
 log = logging.getLogger(__name__)
-
-P = "tl:"
-COUNTERS = P + "counters"
-BACKLOG = P + "backlog"
-CACHE_INDEX = P + "cache:index"
-DEAD_LETTERS = P + "dead-letters"
-IDEMPOTENCY_TTL = 24 * 3600
-THROUGHPUT_WINDOW = 60
 
 # Starting an attempt must read and write atomically: a redelivered task that already succeeded
 # (or was dead-lettered) must not run again, whichever consumer sees it first.
@@ -108,44 +99,7 @@ if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1) end
 return 1
 """
 BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
-
-
-def task_key(task_id: str) -> str:
-    return f"{P}task:{task_id}"
-
-
-def cache_key(task_type: str, payload: dict[str, Any]) -> str:
-    """Same type and payload, same key: canonical JSON (sorted keys) hashed."""
-    canonical = json.dumps([task_type, payload], sort_keys=True, separators=(",", ":"))
-    return f"{P}cache:{hashlib.sha256(canonical.encode()).hexdigest()}"
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What starting an attempt found: the earlier status, this attempt's number, a cached result."""
-
-    previous_status: str
-    attempts: int
-    cached: bytes | None
-
-    @property
-    def already_final(self) -> bool:
-        return self.previous_status in ("succeeded", "dead-lettered")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one attempt ended: ``result`` (JSON bytes) on success, ``error`` on failure."""
-
-    envelope: TaskEnvelope
-    started_at: float
-    duration: float = 0.0
-    result: bytes = b"null"
-    error: str | None = None
-    final: bool = False
-    cache: str | None = None
-    cache_ttl: int | None = None
-    cache_hit: bool | None = None
+_STATUSES = frozenset(TaskStatus)
 
 
 class Store:
@@ -170,6 +124,13 @@ class Store:
     @property
     def client(self) -> valkey.Valkey:
         return self._client
+
+    async def stats(self) -> dict[str, Any]:
+        """The ``/api/stats`` figures, read in one round trip (:mod:`shared.store.stats`)."""
+        try:
+            return await stats.snapshot(self._client)
+        except (ValkeyError, OSError) as exc:
+            raise StoreError(f"Valkey did not answer the stats read: {exc}") from exc
 
     async def ping(self) -> None:
         try:
@@ -213,7 +174,8 @@ class Store:
         found = []
         for status, count, cached in await self._send(commands):
             previous = status.decode() if isinstance(status, bytes) else str(status)
-            found.append(Attempt(previous, int(count), cached or None))
+            known = previous in _STATUSES
+            found.append(Attempt(TaskStatus(previous) if known else None, int(count), cached or None))
         return found
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:

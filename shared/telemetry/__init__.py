@@ -4,8 +4,9 @@
 (``OTEL_EXPORTER_OTLP_ENDPOINT``; SigNoz Cloud needs ``OTEL_EXPORTER_OTLP_HEADERS=signoz-ingestion-key=…``)
 it installs tracer, meter and logger providers exporting OTLP over HTTP/protobuf; with
 ``TASKLANE_TRACE_CONSOLE=1`` it logs one compact line per finished trace. With neither, it installs
-nothing and does not import the SDK: :data:`active` stays False and the pipeline skips every call
-here, so a task costs one boolean test.
+nothing and does not import the SDK, and the pipeline gets the silent base hooks: a task costs a few
+empty calls. The pipeline and the brokers never import this package; the composition root hands them
+what :func:`configure` returns.
 """
 
 from __future__ import annotations
@@ -16,42 +17,24 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode
 
-from shared.telemetry import instruments as telemetry_metrics
-from shared.telemetry import tracecontext
-from shared.telemetry.instruments import record_accepted as record_accepted
-from shared.telemetry.instruments import record_outcomes as record_outcomes
-
-if TYPE_CHECKING:
-    from shared.brokers.base import Backlog, OutgoingMessage
-    from shared.pipeline.envelope import TaskEnvelope
-    from shared.store.store import Outcome
+from shared.pipeline.hooks import Hooks
+from shared.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
-#: True once :func:`configure` installed providers; the pipeline tests it before any telemetry call.
-active = False
-
-TASK_ID = "tasklane.task.id"
-TASK_IDS = "tasklane.task.ids"
-TASK_TYPE = "tasklane.task.type"
 TRACE_CONSOLE = "TASKLANE_TRACE_CONSOLE"
 SPAN_QUEUE_SIZE = 32768
 
 #: The task a log record belongs to (set while a task's span is current).
 current_task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tasklane_task_id", default="")
 
-_configured = False
-_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
-_tracer: trace.Tracer = trace.NoOpTracer()
-_meter_provider: Any = None
+_hooks: Hooks | None = None
 
 
 @dataclass(frozen=True)
@@ -85,16 +68,14 @@ class TelemetrySettings:
         return not self.sdk_disabled and (self.endpoint is not None or self.console)
 
 
-def configure(environ: Mapping[str, str] | None = None) -> bool:
-    """Install the providers once per process; True when telemetry is on. Later calls change nothing."""
-    global _configured
-    if _configured:
-        return active
-    _configured = True
-    settings = TelemetrySettings.from_environ(os.environ if environ is None else environ)
-    if settings.enabled:
-        _install(settings)
-    return active
+def configure(environ: Mapping[str, str] | None = None) -> Hooks:
+    """Install the providers once per process and return the pipeline's hooks; later calls return the
+    same hooks. Telemetry off: the silent :class:`~shared.pipeline.hooks.Hooks`, and no SDK import."""
+    global _hooks
+    if _hooks is None:
+        settings = TelemetrySettings.from_environ(os.environ if environ is None else environ)
+        _hooks = _install(settings) if settings.enabled else Hooks()
+    return _hooks
 
 
 def resource_attributes(settings: TelemetrySettings) -> dict[str, str]:
@@ -115,10 +96,11 @@ def resource_attributes(settings: TelemetrySettings) -> dict[str, str]:
     return attributes
 
 
-def _install(settings: TelemetrySettings) -> None:
-    global active, _tracer, _meter_provider
+def _install(settings: TelemetrySettings) -> Hooks:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
+
+    from shared.telemetry.hooks import TracingHooks
 
     # Resource.create also merges OTEL_RESOURCE_ATTRIBUTES, which wins over these defaults.
     resource = Resource.create(resource_attributes(settings))
@@ -130,15 +112,13 @@ def _install(settings: TelemetrySettings) -> None:
     if settings.endpoint:
         _install_exporters(resource, tracer_provider)
     trace.set_tracer_provider(tracer_provider)
-    _tracer = tracer_provider.get_tracer("tasklane")
-    telemetry_metrics.instruments.create(metrics.get_meter("tasklane"))
-    _meter_provider = metrics.get_meter_provider()
+    instruments.instruments.create(metrics.get_meter("tasklane"))
     logging.setLogRecordFactory(_correlated_record_factory(logging.getLogRecordFactory()))
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:
             handler.setFormatter(CorrelatedFormatter(handler.formatter))
-    active = True
     log.info("Telemetry on: OTLP %s, console traces %s", settings.endpoint or "off", settings.console)
+    return TracingHooks(metrics.get_meter_provider(), tracer_provider.get_tracer("tasklane"))
 
 
 def _install_exporters(resource: Any, tracer_provider: Any) -> None:
@@ -194,181 +174,3 @@ class CorrelatedFormatter(logging.Formatter):
         task = getattr(record, "task_id", "")
         suffix = f" task={task}" if task else ""
         return f"{text} [trace={trace_id} span={getattr(record, 'otelSpanID', '0')}{suffix}]"
-
-
-def flush_metrics(timeout_millis: int = 5000) -> None:
-    """Export the metrics recorded so far now (the timer calls it before returning)."""
-    if _meter_provider is not None and hasattr(_meter_provider, "force_flush"):
-        _meter_provider.force_flush(timeout_millis)
-
-
-# --- spans -----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def invocation_span(
-    name: str, traceparent: str = "", tracestate: str = "", attributes: Mapping[str, Any] | None = None
-) -> Iterator[Span]:
-    """A SERVER span for an HTTP invocation, child of the invocation's trace context when it has one."""
-    if not active:
-        yield trace.INVALID_SPAN
-        return
-    parent = tracecontext.as_parent(tracecontext.parse_traceparent(traceparent, tracestate))
-    with _tracer.start_as_current_span(name, parent, SpanKind.SERVER, attributes) as span:
-        yield span
-
-
-def valkey_span(operation: str, envelopes: Sequence[TaskEnvelope]) -> AbstractContextManager[Span]:
-    """A CLIENT span around one Valkey round trip of the pipeline (a no-op context when off)."""
-    if not active:
-        return _NO_SPAN
-    attributes: dict[str, Any] = {
-        "db.system.name": "valkey",
-        "db.system": "valkey",
-        "db.operation.name": operation,
-    }
-    if len(envelopes) == 1:
-        attributes[TASK_ID] = envelopes[0].id
-    else:
-        attributes[TASK_IDS] = [e.id for e in envelopes]
-    return _tracer.start_as_current_span(f"valkey {operation}", kind=SpanKind.CLIENT, attributes=attributes)
-
-
-def set_task_ids(span: Span, ids: Sequence[str]) -> None:
-    if span.is_recording():
-        if len(ids) == 1:
-            span.set_attribute(TASK_ID, ids[0])
-        else:
-            span.set_attribute(TASK_IDS, list(ids))
-
-
-class ProducerSpans:
-    """One PRODUCER span per message sent, its context injected into the message's headers.
-
-    Used as ``with ProducerSpans(system, queue, messages) as traced: send(traced)``; when telemetry
-    is off, ``traced`` is ``messages`` itself.
-    """
-
-    __slots__ = ("_messages", "_queue", "_spans", "_system")
-
-    def __init__(self, system: str, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        self._system = system
-        self._queue = queue
-        self._messages = messages
-        self._spans: list[Span] = []
-
-    def __enter__(self) -> Sequence[OutgoingMessage]:
-        if not active:
-            return self._messages
-        traced = []
-        for message in self._messages:
-            span = _tracer.start_span(
-                f"send {self._queue}",
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": self._system,
-                    "messaging.operation": "send",
-                    "messaging.operation.type": "send",
-                    "messaging.destination.name": self._queue,
-                    "messaging.message.id": message.id,
-                    TASK_ID: message.id,
-                },
-            )
-            self._spans.append(span)
-            parent = tracecontext.format_traceparent(span.get_span_context())
-            headers = {
-                **message.headers,
-                tracecontext.TRACEPARENT: parent,
-                tracecontext.DIAGNOSTIC_ID: parent,
-            }
-            state = span.get_span_context().trace_state.to_header()
-            if state:
-                headers[tracecontext.TRACESTATE] = state
-            traced.append(replace(message, headers=headers))
-        return traced
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        for span in self._spans:
-            if exc is not None:
-                span.record_exception(exc)
-                span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
-            span.end()
-
-
-@contextmanager
-def consumer_span(
-    system: str, queue: str, headers: Sequence[Mapping[Any, Any] | None], message_ids: Sequence[str]
-) -> Iterator[tuple[Span, list[SpanContext | None]]]:
-    """The CONSUMER ``process`` span of a delivery, and each message's producer context.
-
-    One message: the span is the producer span's child, so the task's trace continues. Several
-    (a Service Bus batch): a span of its own, linked to every producer span.
-    """
-    producers = [tracecontext.extract(h) for h in headers]
-    attributes: dict[str, Any] = {
-        "messaging.system": system,
-        "messaging.operation": "process",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": queue,
-    }
-    parent = None
-    links: list[Link] = []
-    if len(producers) <= 1 and len(message_ids) <= 1:
-        parent = tracecontext.as_parent(producers[0] if producers else None)
-        if message_ids and message_ids[0]:
-            attributes["messaging.message.id"] = attributes[TASK_ID] = message_ids[0]
-    else:
-        links = [Link(p) for p in producers if p is not None]
-        attributes["messaging.batch.message_count"] = max(len(producers), len(message_ids))
-        if message_ids:
-            attributes[TASK_IDS] = list(message_ids)
-    with _tracer.start_as_current_span(
-        f"process {queue}", parent, SpanKind.CONSUMER, attributes, links
-    ) as span:
-        yield span, producers
-
-
-def annotate_delivery(envelope: TaskEnvelope) -> None:
-    """Name the task on the current (single-message ``process``) span."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attribute(TASK_ID, envelope.id)
-        span.set_attribute("messaging.message.id", envelope.id)
-
-
-@contextmanager
-def task_span(envelope: TaskEnvelope, producer: SpanContext | None, batch: Span | None) -> Iterator[Span]:
-    """The handler span of one task: under ``process``, or in a batch under its own producer span."""
-    parent = None
-    links: list[Link] = []
-    if batch is not None:
-        parent = tracecontext.as_parent(producer)
-        links = [Link(batch.get_span_context())]
-    token = current_task_id.set(envelope.id)
-    try:
-        with _tracer.start_as_current_span(
-            f"task {envelope.type}",
-            parent,
-            SpanKind.INTERNAL,
-            {TASK_ID: envelope.id, TASK_TYPE: envelope.type},
-            links,
-        ) as span:
-            yield span
-    finally:
-        current_task_id.reset(token)
-
-
-def describe_outcome(span: Span, outcome: Outcome) -> None:
-    if not span.is_recording():
-        return
-    if outcome.cache_hit is not None:
-        span.set_attribute("tasklane.cache.hit", outcome.cache_hit)
-    if outcome.error is not None:
-        span.set_status(StatusCode.ERROR, outcome.error)
-        span.set_attribute("tasklane.task.final", outcome.final)
-
-
-def record_backlog(backlog: Backlog) -> None:
-    """Set the backlog gauges (telemetry on), one point per state the broker reports."""
-    if active:
-        telemetry_metrics.record_backlog(backlog)

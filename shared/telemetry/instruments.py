@@ -14,7 +14,7 @@ from opentelemetry import metrics
 if TYPE_CHECKING:
     from shared.brokers.base import Backlog
     from shared.pipeline.envelope import TaskEnvelope
-    from shared.store.store import Outcome
+    from shared.pipeline.outcome import Outcome
 
 #: Histogram buckets in seconds, from a cache hit to a long handler.
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -1,20 +1,15 @@
-"""W3C trace context on messages: one extractor for ``traceparent`` and ``Diagnostic-Id``.
+"""W3C trace context: the one ``traceparent`` parser, and the OpenTelemetry context it makes.
 
-Producers write ``traceparent``/``tracestate`` (and ``Diagnostic-Id``, which the Azure SDKs and the
-Functions host read for Service Bus); AMQP headers may arrive as bytes. Pure functions, no SDK.
+Adapters hand the text over in a :class:`~shared.pipeline.delivery.TraceContext` (read from
+``traceparent`` or ``Diagnostic-Id``); it is parsed here once per message or request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, set_span_in_context
 
-TRACEPARENT = "traceparent"
-TRACESTATE = "tracestate"
-DIAGNOSTIC_ID = "Diagnostic-Id"
+from shared.pipeline.delivery import TraceContext
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -48,23 +43,11 @@ def format_traceparent(context: SpanContext) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
-def _text(headers: Mapping[Any, Any], name: str) -> str:
-    value = headers.get(name)
-    if isinstance(value, bytes | bytearray):
-        return value.decode("ascii", "replace")
-    return value if isinstance(value, str) else ""
-
-
-def extract(headers: Mapping[Any, Any] | None) -> SpanContext | None:
-    """The producer's span context from message headers or application properties, if any.
-
-    ``traceparent`` wins; ``Diagnostic-Id`` is read when it is W3C-shaped (the legacy
-    hierarchical ``|a.b.`` form carries no W3C ids and is ignored).
-    """
-    if not headers:
+def parse(context: TraceContext | None) -> SpanContext | None:
+    """The remote span context a message or request carried, or None."""
+    if context is None:
         return None
-    parent = _text(headers, TRACEPARENT) or _text(headers, DIAGNOSTIC_ID)
-    return parse_traceparent(parent, _text(headers, TRACESTATE)) if parent else None
+    return parse_traceparent(context.traceparent, context.tracestate)
 
 
 def as_parent(span_context: SpanContext | None) -> Context | None:

@@ -1,0 +1,30 @@
+"""How the API shows a task: its Valkey hash as a JSON document."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from shared.pipeline.status import TaskStatus
+
+
+def _time(raw: str | None) -> str | None:
+    return datetime.fromtimestamp(float(raw), UTC).isoformat() if raw else None
+
+
+def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """``{id, type, status, attempts, submitted_at, started_at, finished_at, result | error}``."""
+    view: dict[str, Any] = {
+        "id": task_id,
+        "type": fields.get("type"),
+        "status": fields.get("status", TaskStatus.QUEUED),
+        "attempts": int(fields.get("attempts", "0")),
+        "submitted_at": _time(fields.get("submitted_at")),
+        "started_at": _time(fields.get("started_at")),
+        "finished_at": _time(fields.get("finished_at")),
+    }
+    if "result" in fields and view["status"] == TaskStatus.SUCCEEDED:
+        view["result"] = msgspec.json.decode(fields["result"])
+    if "error" in fields:
+        view["error"] = fields["error"]
+    return view

@@ -1,0 +1,88 @@
+"""Accept tasks: validate every one before any is sent, honour backpressure and idempotency keys,
+record them as queued, send them, and answer only once the broker has confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from shared.brokers import Broker, OutgoingMessage
+from shared.errors import BackpressureError
+from shared.pipeline.hooks import Hooks
+from shared.pipeline.registry import Registry
+from shared.pipeline.submission import parse_submission
+from shared.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The ids of an accepted submission; ``replayed`` when an idempotency key matched."""
+
+    ids: list[str]
+    is_batch: bool
+    replayed: bool = False
+
+
+class Accepter:
+    """Validates, applies backpressure and idempotency, records and sends."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        store: Store,
+        registry: Registry,
+        hooks: Hooks,
+        *,
+        max_backlog: int,
+        backlog_cache_seconds: float = 1.0,
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._registry = registry
+        self._hooks = hooks
+        self._max_backlog = max_backlog
+        self._backlog_cache_seconds = backlog_cache_seconds
+        self._backlog_checked = 0.0
+        self._backlog_total = 0
+
+    async def accept(self, body: bytes, idempotency_key: str | None = None) -> Accepted:
+        submission = parse_submission(body, self._registry)
+        await self._check_backpressure()
+        envelopes = submission.envelopes
+        ids = [e.id for e in envelopes]
+        if idempotency_key:
+            earlier = await self._store.claim_idempotency_key(idempotency_key, ids)
+            if earlier is not None:
+                log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier))
+                return Accepted(earlier, submission.is_batch, replayed=True)
+        with self._hooks.store_call("record_accepted", ids):
+            await self._store.record_accepted(envelopes)
+        messages = [OutgoingMessage(e.id, e.encode()) for e in envelopes]
+        try:
+            with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
+                await self._broker.send_batch(traced)
+        except Exception:
+            await self._store.forget_accepted(envelopes)
+            if idempotency_key:
+                await self._store.release_idempotency_key(idempotency_key)
+            raise
+        self._hooks.accepted(envelopes)
+        if len(envelopes) == 1:
+            log.debug("Task %s accepted (type %s)", envelopes[0].id, envelopes[0].type)
+        else:
+            log.debug("Tasks %s..%s accepted (%d)", envelopes[0].id, envelopes[-1].id, len(envelopes))
+        return Accepted(ids, submission.is_batch)
+
+    async def _check_backpressure(self) -> None:
+        # The snapshot changes every 30 s; reading it once a second keeps Valkey off the hot path.
+        now = time.monotonic()
+        if now - self._backlog_checked > self._backlog_cache_seconds:
+            snapshot = await self._store.load_backlog()
+            self._backlog_total = snapshot.total if snapshot else 0
+            self._backlog_checked = now
+        if self._backlog_total > self._max_backlog:
+            raise BackpressureError(self._backlog_total, self._max_backlog, retry_after=30)

@@ -1,0 +1,81 @@
+"""Parse a submission: one task or an array of up to 1,000, every bad index and field named."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from shared.errors import FieldError, ValidationError
+from shared.pipeline.envelope import TaskEnvelope
+from shared.pipeline.registry import PayloadError, Registry
+
+MAX_TASKS_PER_SUBMISSION = 1000
+_JSON = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Validated tasks, and whether the body was an array (the answer mirrors its shape)."""
+
+    envelopes: list[TaskEnvelope]
+    is_batch: bool
+
+
+def parse_submission(body: bytes, registry: Registry, *, now: float | None = None) -> Submission:
+    """Validate a body of one task or an array of up to 1,000; every bad index and field is named."""
+    try:
+        document = _JSON.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValidationError([FieldError(None, "body", f"not valid JSON: {exc}")]) from exc
+    is_batch = isinstance(document, list)
+    items = document if is_batch else [document]
+    if is_batch and not items:
+        raise ValidationError([FieldError(None, "body", "an array of tasks must not be empty")])
+    if len(items) > MAX_TASKS_PER_SUBMISSION:
+        raise ValidationError(
+            [FieldError(None, "body", f"at most {MAX_TASKS_PER_SUBMISSION} tasks a request")]
+        )
+    submitted_at = time.time() if now is None else now
+    envelopes: list[TaskEnvelope] = []
+    errors: list[FieldError] = []
+    for position, item in enumerate(items):
+        index = position if is_batch else None
+        try:
+            task_type, payload = _validate_item(item, registry)
+        except _ItemError as exc:
+            errors.append(FieldError(index, exc.field, exc.message))
+            continue
+        envelopes.append(TaskEnvelope(str(uuid.uuid4()), task_type, payload, submitted_at))
+    if errors:
+        raise ValidationError(errors)
+    return Submission(envelopes, is_batch)
+
+
+class _ItemError(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+
+
+def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any]]:
+    if not isinstance(item, dict):
+        raise _ItemError("task", "expected an object with 'type' and 'payload'")
+    unknown = set(item) - {"type", "payload"}
+    if unknown:
+        raise _ItemError(sorted(unknown)[0], "unknown field (a task has 'type' and 'payload')")
+    name = item.get("type")
+    if not isinstance(name, str) or not name:
+        raise _ItemError("type", "required: the name of a task type")
+    task_type = registry.get(name)
+    if task_type is None:
+        known = ", ".join(t.name for t in registry)
+        raise _ItemError("type", f"unknown task type '{name}' (known: {known})")
+    try:
+        validated = task_type.validate(item.get("payload", {}))
+    except PayloadError as exc:
+        raise _ItemError(exc.field, exc.message) from exc
+    return name, msgspec.to_builtins(validated)
