@@ -198,7 +198,7 @@ def _reset(valkey_db: int, queue: str) -> None:
     async def purge() -> None:
         import valkey.asyncio as valkey
 
-        from shared.brokers.rabbitmq_topology import delete_queue_topology
+        from shared.platform.rabbitmq_topology import delete_queue_topology
 
         client = valkey.Valkey.from_url(f"valkey://127.0.0.1:6379/{valkey_db}")
         await client.flushdb()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-from shared.keyvault import (
+from shared.platform.keyvault import (
     KeyVaultReferenceError,
     SecretReader,
     SecretReadError,

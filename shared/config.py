@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.errors import ConfigError
-from shared.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
+from shared.platform.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
 from shared.secret_refresh import RefreshingSecret
 from shared.secrets import Secret
 

@@ -22,7 +22,7 @@ from valkey.asyncio.connection import AbstractConnection, ConnectionPool
 from valkey.credentials import CredentialProvider
 from valkey.exceptions import AuthenticationError
 
-from shared.keyvault import SecretReader, SecretReadError, SecretReference
+from shared.platform.keyvault import SecretReader, SecretReadError, SecretReference
 from shared.secrets import Secret
 
 log = logging.getLogger(__name__)

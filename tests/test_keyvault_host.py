@@ -11,7 +11,7 @@ import pytest
 import local.keyvault
 from local.host import load
 from local.keyvault import resolve_references
-from shared.keyvault import SecretReader
+from shared.platform.keyvault import SecretReader
 from tests.test_keyvault_double import FakeVault, StaticTokenCredential, VaultTransport
 
 VALKEY_PASSWORD = "pa55-from-the-vault"

@@ -14,7 +14,7 @@ import valkey
 from local import services
 from shared.config import Settings
 from shared.errors import ConfigError, StoreError
-from shared.keyvault import SecretReader, SecretReference
+from shared.platform.keyvault import SecretReader, SecretReference
 from shared.secret_refresh import RefreshingSecret
 from shared.secrets import Secret
 from shared.store import Store

@@ -31,7 +31,7 @@ from local.triggers.rabbitmq import (
     reconnect_delay,
 )
 from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
-from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
+from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
 
 SETTING = "RabbitMQConnection"
 
@@ -230,7 +230,7 @@ async def test_existing_queue_without_dead_letter_exchange_is_used_with_a_warnin
         received.append(message)
 
     # When the listener starts, it neither fails nor changes the queue, and says so
-    with caplog.at_level(logging.WARNING, logger="shared.brokers.rabbitmq_topology"):
+    with caplog.at_level(logging.WARNING, logger="shared.platform.rabbitmq_topology"):
         await start_listener(handler)
     assert "without a dead-letter exchange" in caplog.text
     await broker.publish(b"still consumed")

@@ -33,7 +33,7 @@ from local.indexing import IndexedFunction
 from local.invoker import Invoker
 from local.triggers import ListenerContext
 from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
-from shared.brokers.rabbitmq_topology import declare_queue_topology
+from shared.platform.rabbitmq_topology import declare_queue_topology
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared import telemetry
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
-from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.errors import BrokerError
+from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.secrets import Secret
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.errors import ConfigError, TasklaneError
 from shared.secrets import Secret
 
 if TYPE_CHECKING:
@@ -40,11 +39,13 @@ _KEYS = {
 }
 
 
-class KeyVaultReferenceError(ConfigError):
+# Plain exceptions rather than tasklane's hierarchy: this module belongs to the platform both the app
+# and the host share. Callers catch these two by name (shared.config turns the first into a ConfigError).
+class KeyVaultReferenceError(ValueError):
     """A value that starts like a Key Vault reference but is not a valid one; the message says why."""
 
 
-class SecretReadError(TasklaneError):
+class SecretReadError(Exception):
     """A secret could not be read; ``reason`` says why (never the value, which was never read)."""
 
     def __init__(self, reference: SecretReference, reason: str) -> None:
