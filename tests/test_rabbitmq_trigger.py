@@ -18,19 +18,19 @@ import aio_pika
 import azure.functions as func
 import pytest
 
-from local.errors import IndexingError, SettingNotFoundError
-from local.indexing import Binding, IndexedFunction, index
-from local.invoker import Invoker
-from local.services import rabbitmqctl
-from local.settings import HostConfig
-from local.triggers import ListenerContext
-from local.triggers.rabbitmq import (
+from local.host.errors import IndexingError, SettingNotFoundError
+from local.host.indexing import Binding, IndexedFunction, index
+from local.host.invoker import Invoker
+from local.host.settings import HostConfig
+from local.host.triggers import ListenerContext
+from local.host.triggers.rabbitmq import (
     REQUEUE_COUNT_HEADER,
     RabbitMQListener,
     next_requeue_count,
     reconnect_delay,
 )
-from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from local.services import rabbitmqctl
 from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
 
 SETTING = "RabbitMQConnection"
@@ -244,7 +244,7 @@ async def test_no_message_is_lost_across_a_broker_restart(
     broker: Broker, start_listener: StartListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given 200 persistent messages and a function that takes a little while for each
-    caplog.set_level(logging.INFO, logger="local.triggers.rabbitmq")
+    caplog.set_level(logging.INFO, logger="local.host.triggers.rabbitmq")
     ids = await broker.publish(*(f"m{i}".encode() for i in range(200)))
     processed: list[str] = []
 

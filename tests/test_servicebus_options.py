@@ -14,12 +14,12 @@ from azure.servicebus.exceptions import (
     ServiceBusConnectionError,
 )
 
-from local.errors import HostError, IndexingError
-from local.indexing import Binding, IndexedFunction
-from local.triggers.servicebus import backoff_delay
-from local.triggers.servicebus_client import explain_error, is_permanent
-from local.triggers.servicebus_connection import ServiceBusConnection, resolve_connection
-from local.triggers.servicebus_options import RetryOptions, ServiceBusTriggerOptions, ignored_settings
+from local.host.errors import HostError, IndexingError
+from local.host.indexing import Binding, IndexedFunction
+from local.host.triggers.servicebus import backoff_delay
+from local.host.triggers.servicebus_client import explain_error, is_permanent
+from local.host.triggers.servicebus_connection import ServiceBusConnection, resolve_connection
+from local.host.triggers.servicebus_options import RetryOptions, ServiceBusTriggerOptions, ignored_settings
 
 CONNECTION_STRING = (
     "Endpoint=sb://tasklane.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0"

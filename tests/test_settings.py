@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from local.errors import HostError, SettingNotFoundError
-from local.settings import (
+from local.host.errors import HostError, SettingNotFoundError
+from local.host.settings import (
     HostConfig,
     apply_to_environment,
     parse_timespan,

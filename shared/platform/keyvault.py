@@ -1,7 +1,7 @@
 """Key Vault references (``@Microsoft.KeyVault(...)``) and reading the secrets they name.
 
 An app setting whose value is a reference holds the secret's address, never the secret. The platform
-resolves it before the app starts; our host (``local/keyvault.py``) and :mod:`shared.secret_refresh`
+resolves it before the app starts; our host (``local/host/keyvault.py``) and :mod:`shared.secret_refresh`
 resolve it themselves through :class:`SecretReader`. Parsing is pure (:func:`parse_reference`,
 :func:`parse_secret_uri`); reading goes through azure-keyvault-secrets, one ``SecretClient`` per vault.
 """

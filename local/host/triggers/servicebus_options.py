@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.errors import HostError, IndexingError
-from local.indexing import IndexedFunction
-from local.settings import parse_timespan
+from local.host.errors import HostError, IndexingError
+from local.host.indexing import IndexedFunction
+from local.host.settings import parse_timespan
 
 #: The extension's defaults (ServiceBusOptions).
 DEFAULT_PREFETCH_COUNT = 0

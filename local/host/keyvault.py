@@ -20,7 +20,7 @@ from shared.platform.keyvault import (
     parse_reference,
 )
 
-log = logging.getLogger("local.keyvault")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

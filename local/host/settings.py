@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.errors import HostError, SettingNotFoundError
+from local.host.errors import HostError, SettingNotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.functions.timer import TimerRequest  # what the worker builds; func.TimerRequest is abstract
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from local.errors import FunctionFailedError, HostError, IndexingError
-from local.indexing import IndexedFunction
-from local.ncrontab import Schedule, ScheduleError, parse_schedule
-from local.triggers import ListenerContext
-from local.triggers.blob_lease import (
+from local.host.errors import FunctionFailedError, HostError, IndexingError
+from local.host.indexing import IndexedFunction
+from local.host.ncrontab import Schedule, ScheduleError, parse_schedule
+from local.host.triggers import ListenerContext
+from local.host.triggers.blob_lease import (
     BlobLeaseLock,
     SingletonOptions,
     hosts_container,

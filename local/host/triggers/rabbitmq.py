@@ -28,11 +28,11 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 
-from local.errors import FunctionFailedError, HostError
-from local.indexing import IndexedFunction
-from local.invoker import Invoker
-from local.triggers import ListenerContext
-from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from local.host.errors import FunctionFailedError, HostError
+from local.host.indexing import IndexedFunction
+from local.host.invoker import Invoker
+from local.host.triggers import ListenerContext
+from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
 from shared.platform.rabbitmq_topology import declare_queue_topology
 
 log = logging.getLogger(__name__)

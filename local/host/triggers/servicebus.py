@@ -25,19 +25,19 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import AutoLockRenewer
 
-from local.errors import FunctionFailedError, HostError
-from local.indexing import IndexedFunction
-from local.triggers import ListenerContext
-from local.triggers.servicebus_client import (
+from local.host.errors import FunctionFailedError, HostError
+from local.host.indexing import IndexedFunction
+from local.host.triggers import ListenerContext
+from local.host.triggers.servicebus_client import (
     ClientFactory,
     ReceiverLike,
     explain_error,
     is_permanent,
     sdk_client,
 )
-from local.triggers.servicebus_connection import resolve_connection
-from local.triggers.servicebus_convert import input_shape, to_argument, trace_context
-from local.triggers.servicebus_options import ServiceBusTriggerOptions, ignored_settings
+from local.host.triggers.servicebus_connection import resolve_connection
+from local.host.triggers.servicebus_convert import input_shape, to_argument, trace_context
+from local.host.triggers.servicebus_options import ServiceBusTriggerOptions, ignored_settings
 
 log = logging.getLogger(__name__)
 
