@@ -153,6 +153,7 @@ async def serve(
     )
     server = _Server(config)
     started: list[Listener] = []
+    server_task: asyncio.Task[None] | None = None  # made once every listener has started
     try:
         for listener in loaded.listeners:
             await listener.start()
@@ -173,7 +174,7 @@ async def serve(
         # Stop taking messages and requests together, then let both drain.
         server.should_exit = True
         await asyncio.gather(*(listener.stop() for listener in started), return_exceptions=False)
-        if "server_task" in locals():
+        if server_task is not None:
             await server_task
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
