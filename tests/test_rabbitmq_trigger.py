@@ -27,7 +27,6 @@ from local.host.triggers.rabbitmq import (
     REQUEUE_COUNT_HEADER,
     RabbitMQListener,
     next_requeue_count,
-    reconnect_delay,
 )
 from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
 from local.services import rabbitmqctl
@@ -337,22 +336,6 @@ async def test_trigger_finds_the_topology_the_sender_declared(broker: Broker, ra
     async with broker.channel() as channel:
         ours = await declare_queue_topology(channel, broker.queue)
     assert ours.arguments_applied
-
-
-@pytest.mark.parametrize(
-    ("attempt", "jitter", "expected"),
-    [
-        (0, 0.0, 0.25),
-        (0, 1.0, 0.5),
-        (3, 0.5, 3.0),
-        (6, 0.0, 15.0),  # 0.5 * 64 = 32 is past the cap
-        (6, 1.0, 30.0),
-        (10_000, 1.0, 30.0),  # never overflows
-        (2, 7.0, 2.0),  # jitter outside [0, 1] is clamped
-    ],
-)
-def test_reconnect_delay(attempt: int, jitter: float, expected: float) -> None:
-    assert reconnect_delay(attempt, jitter) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
