@@ -1,8 +1,9 @@
 # Every task of the project, for people and CI alike (.ci/run is `make test` on a fresh machine).
 #   make run      the app in the offline host, services started or installed as needed
 #   make test     the test suite against real Valkey, RabbitMQ and Azurite (PYTEST_ARGS passed on)
-#   make check    ruff, ruff format, mypy --strict, checkov over infra/ (Bicep parse and Azure policies,
-#                 skips justified inline; --skip-download: no Prisma Cloud account), then the tests
+#   make check    ruff, ruff format, mypy --strict, lint-imports (the package boundaries in pyproject.toml),
+#                 checkov over infra/ (Bicep parse and Azure policies, skips justified inline;
+#                 --skip-download: no Prisma Cloud account), then the tests
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -43,6 +44,7 @@ check: $(DEPS)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/checkov --directory infra --framework bicep --skip-download --compact --quiet
 	@$(MAKE) --no-print-directory test
 

@@ -65,13 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 def _start(args: argparse.Namespace) -> int:
     if not args.no_services:
         services.ensure()
-    from local.host import run  # late: `services` stays quick and needs none of the host's packages
+    from local.host.runner import run  # late: `services` stays quick and needs none of the host's packages
 
     return run(args.app_dir, args.port)
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from local.http.keys import KEYS_FILE, read_generated_key
+    from local.host.http.keys import KEYS_FILE, read_generated_key
 
     key = read_generated_key(args.app_dir / KEYS_FILE)
     if key is None:
@@ -86,7 +86,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     services.ensure(("valkey", "rabbitmq"))
-    from local.bench import main as bench_main
+    from local.bench.runner import main as bench_main
 
     return bench_main(args.rest)
 

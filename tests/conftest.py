@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -83,10 +83,3 @@ async def store(valkey_url: str) -> AsyncIterator[Store]:
 def azurite_connection_string() -> str:
     require_service("azurite")
     return AZURITE_CONNECTION_STRING
-
-
-@pytest.fixture
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A private copy of the environment for code that reads and writes settings."""
-    environ = dict(os.environ)
-    return environ

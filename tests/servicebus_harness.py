@@ -8,11 +8,11 @@ from typing import Any
 
 import azure.functions as func
 
-from local.indexing import IndexedFunction, index
-from local.invoker import Invoker
-from local.settings import HostConfig
-from local.triggers import ListenerContext
-from local.triggers.servicebus import ServiceBusListener
+from local.host.indexing import IndexedFunction, index
+from local.host.invoker import Invoker
+from local.host.settings import HostConfig
+from local.host.triggers import ListenerContext
+from local.host.triggers.servicebus import ServiceBusListener
 from tests.servicebus_fake import FakeServiceBus
 
 ENVIRON = {

@@ -29,11 +29,11 @@ import pytest
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.brokers.rabbitmq import RabbitMQBroker
-from shared.brokers.rabbitmq_topology import delete_queue_topology
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
 from shared.errors import BrokerError
 from shared.pipeline.settings import ServiceBusConnection
+from shared.platform.rabbitmq_topology import delete_queue_topology
 from shared.secrets import Secret
 from tests.doubles.servicebus_amqp import FakeServiceBus
 from tests.doubles.servicebus_http import AtomTransport, queue_entry

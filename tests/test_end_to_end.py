@@ -14,7 +14,7 @@ import pytest
 import valkey
 
 from local import services
-from shared.brokers.rabbitmq_topology import delete_queue_topology
+from shared.platform.rabbitmq_topology import delete_queue_topology
 from tests.hosting import RunningHost, eventually, free_port, start_host
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")

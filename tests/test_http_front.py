@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local.host import LoadedHost, load
+from local.host.runner import LoadedHost, load
 from tests.apps import forget_app, write_app
 
 APP = """

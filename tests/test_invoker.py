@@ -11,9 +11,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from local.errors import FunctionFailedError
-from local.indexing import Binding, IndexedFunction
-from local.invoker import Invoker
+from local.host.errors import FunctionFailedError
+from local.host.indexing import Binding, IndexedFunction
+from local.host.invoker import Invoker
 
 
 def _fn(func_: Callable[..., Any], *outputs: str) -> IndexedFunction:

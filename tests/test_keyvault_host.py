@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import local.keyvault
-from local.host import load
-from local.keyvault import resolve_references
-from shared.keyvault import SecretReader
+import local.host.keyvault
+from local.host.keyvault import resolve_references
+from local.host.runner import load
+from shared.platform.keyvault import SecretReader
 from tests.test_keyvault_double import FakeVault, StaticTokenCredential, VaultTransport
 
 VALKEY_PASSWORD = "pa55-from-the-vault"
@@ -81,7 +81,7 @@ def test_a_failure_keeps_the_reference_and_warns_naming_the_setting_and_reason(
     text = f"@Microsoft.KeyVault({reference})"
     environ = {"VALKEY_PASSWORD": text}
     # When references are resolved
-    with caplog.at_level(logging.WARNING, logger="local.keyvault"):
+    with caplog.at_level(logging.WARNING, logger="local.host.keyvault"):
         failures = resolve_references(environ, reader(vault))
     # Then the setting keeps its reference text, as in Azure, and a warning names it and the reason
     assert environ == {"VALKEY_PASSWORD": text}
@@ -97,7 +97,7 @@ def test_no_vault_client_is_made_when_no_setting_refers_to_one(monkeypatch: pyte
     def no_reader(*args: object, **kwargs: object) -> SecretReader:
         raise AssertionError("a reader was made although nothing refers to a vault")
 
-    monkeypatch.setattr(local.keyvault, "SecretReader", no_reader)
+    monkeypatch.setattr(local.host.keyvault, "SecretReader", no_reader)
     environ = {"TASKS_QUEUE": "tasks", "VALKEY_URL": "valkey://127.0.0.1:6379/0"}
     # When references are resolved, then nothing happens
     assert resolve_references(environ) == []
@@ -123,7 +123,7 @@ def test_the_host_resolves_references_when_it_loads_and_prints_no_value(
         "OTEL_EXPORTER_OTLP_HEADERS": f"@Microsoft.KeyVault(SecretUri={vault.url}/secrets/absent)",
     }
     (tmp_path / "local.settings.json").write_text(json.dumps({"Values": settings}), encoding="utf-8")
-    monkeypatch.setattr(local.keyvault, "SecretReader", lambda: reader(vault))
+    monkeypatch.setattr(local.host.keyvault, "SecretReader", lambda: reader(vault))
     environ: dict[str, str] = {}
     caplog.set_level(logging.DEBUG)
     # When the host loads the app

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.keyvault import KeyVaultReferenceError, SecretReference, parse_reference, parse_secret_uri
+from shared.platform.keyvault import (
+    KeyVaultReferenceError,
+    SecretReference,
+    parse_reference,
+    parse_secret_uri,
+)
 
 VERSION = "ec96f02080254f109c51a1f14cdb1931"
 KV = "https://myvault.vault.azure.net"

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shared.keyvault import SecretReader, SecretReadError, SecretReference
+from shared.platform.keyvault import SecretReader, SecretReadError, SecretReference
 from tests.test_keyvault_double import FakeVault, StaticTokenCredential, VaultTransport
 
 VALUE = "s3cr3t-Valkey-pa55word"

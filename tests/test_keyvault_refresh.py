@@ -13,8 +13,8 @@ import valkey
 
 from local import services
 from shared.errors import ConfigError, StoreError
-from shared.keyvault import SecretReader, SecretReference
 from shared.pipeline.settings import Settings
+from shared.platform.keyvault import SecretReader, SecretReference
 from shared.secrets import Secret
 from shared.secrets.refresh import RefreshingSecret
 from shared.store.store import Store

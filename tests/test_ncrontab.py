@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from local.ncrontab import ConstantSchedule, CronSchedule, ScheduleError, parse_schedule
+from local.host.ncrontab import ConstantSchedule, CronSchedule, ScheduleError, parse_schedule
 
 ALL_SECONDS = tuple(range(60))
 ALL_HOURS = tuple(range(24))

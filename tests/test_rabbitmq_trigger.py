@@ -18,20 +18,19 @@ import aio_pika
 import azure.functions as func
 import pytest
 
-from local.errors import IndexingError, SettingNotFoundError
-from local.indexing import Binding, IndexedFunction, index
-from local.invoker import Invoker
-from local.services import rabbitmqctl
-from local.settings import HostConfig
-from local.triggers import ListenerContext
-from local.triggers.rabbitmq import (
+from local.host.errors import IndexingError, SettingNotFoundError
+from local.host.indexing import Binding, IndexedFunction, index
+from local.host.invoker import Invoker
+from local.host.settings import HostConfig
+from local.host.triggers import ListenerContext
+from local.host.triggers.rabbitmq import (
     REQUEUE_COUNT_HEADER,
     RabbitMQListener,
     next_requeue_count,
-    reconnect_delay,
 )
-from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
-from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
+from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from local.services import rabbitmqctl
+from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
 
 SETTING = "RabbitMQConnection"
 
@@ -230,7 +229,7 @@ async def test_existing_queue_without_dead_letter_exchange_is_used_with_a_warnin
         received.append(message)
 
     # When the listener starts, it neither fails nor changes the queue, and says so
-    with caplog.at_level(logging.WARNING, logger="shared.brokers.rabbitmq_topology"):
+    with caplog.at_level(logging.WARNING, logger="shared.platform.rabbitmq_topology"):
         await start_listener(handler)
     assert "without a dead-letter exchange" in caplog.text
     await broker.publish(b"still consumed")
@@ -244,7 +243,7 @@ async def test_no_message_is_lost_across_a_broker_restart(
     broker: Broker, start_listener: StartListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given 200 persistent messages and a function that takes a little while for each
-    caplog.set_level(logging.INFO, logger="local.triggers.rabbitmq")
+    caplog.set_level(logging.INFO, logger="local.host.triggers.rabbitmq")
     ids = await broker.publish(*(f"m{i}".encode() for i in range(200)))
     processed: list[str] = []
 
@@ -337,22 +336,6 @@ async def test_trigger_finds_the_topology_the_sender_declared(broker: Broker, ra
     async with broker.channel() as channel:
         ours = await declare_queue_topology(channel, broker.queue)
     assert ours.arguments_applied
-
-
-@pytest.mark.parametrize(
-    ("attempt", "jitter", "expected"),
-    [
-        (0, 0.0, 0.25),
-        (0, 1.0, 0.5),
-        (3, 0.5, 3.0),
-        (6, 0.0, 15.0),  # 0.5 * 64 = 32 is past the cap
-        (6, 1.0, 30.0),
-        (10_000, 1.0, 30.0),  # never overflows
-        (2, 7.0, 2.0),  # jitter outside [0, 1] is clamped
-    ],
-)
-def test_reconnect_delay(attempt: int, jitter: float, expected: float) -> None:
-    assert reconnect_delay(attempt, jitter) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

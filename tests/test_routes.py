@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.http.routes import Route, RouteMatch, RouteTable, RouteTemplate, RouteTemplateError
+from local.host.http.routes import Route, RouteMatch, RouteTable, RouteTemplate, RouteTemplateError
 
 
 @pytest.mark.parametrize(

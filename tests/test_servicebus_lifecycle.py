@@ -20,10 +20,10 @@ from azure.servicebus.exceptions import (
     ServiceBusConnectionError,
 )
 
-from local.errors import HostError, IndexingError
-from local.invoker import Invoker
-from local.triggers import build_listener
-from local.triggers.servicebus import ServiceBusListener
+from local.host.errors import HostError, IndexingError
+from local.host.invoker import Invoker
+from local.host.triggers import build_listener
+from local.host.triggers.servicebus import ServiceBusListener
 from tests.servicebus_fake import FakeServiceBus, until
 from tests.servicebus_harness import context, indexed, listener, queue_function
 
@@ -145,7 +145,7 @@ async def test_a_dropped_connection_is_logged_and_receiving_resumes(
     sb = listener(indexed(queue_function(process)), bus, invoker)
 
     # When the listener runs
-    with caplog.at_level(logging.ERROR, logger="local.triggers.servicebus"):
+    with caplog.at_level(logging.ERROR, logger="local.host.triggers.servicebus"):
         await sb.start()
         await until(lambda: bool(bus.completed))
         await sb.stop()
@@ -253,7 +253,7 @@ async def test_a_namespace_not_reachable_at_start_is_retried_in_the_background(
     sb = listener(indexed(queue_function(process)), bus, invoker)
 
     # When the host starts the listener
-    with caplog.at_level(logging.WARNING, logger="local.triggers.servicebus"):
+    with caplog.at_level(logging.WARNING, logger="local.host.triggers.servicebus"):
         await sb.start()
         await until(lambda: bool(bus.completed))
         await sb.stop()

@@ -10,7 +10,7 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.amqp import AmqpAnnotatedMessage
 
-from local.triggers.servicebus_convert import InputShape, message_body, to_argument, trace_context
+from local.host.triggers.servicebus_convert import InputShape, message_body, to_argument, trace_context
 from tests.servicebus_fake import received_message
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

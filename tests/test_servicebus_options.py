@@ -14,12 +14,11 @@ from azure.servicebus.exceptions import (
     ServiceBusConnectionError,
 )
 
-from local.errors import HostError, IndexingError
-from local.indexing import Binding, IndexedFunction
-from local.triggers.servicebus import backoff_delay
-from local.triggers.servicebus_client import explain_error, is_permanent
-from local.triggers.servicebus_connection import ServiceBusConnection, resolve_connection
-from local.triggers.servicebus_options import RetryOptions, ServiceBusTriggerOptions, ignored_settings
+from local.host.errors import HostError, IndexingError
+from local.host.indexing import Binding, IndexedFunction
+from local.host.triggers.servicebus_client import explain_error, is_permanent
+from local.host.triggers.servicebus_connection import ServiceBusConnection, resolve_connection
+from local.host.triggers.servicebus_options import RetryOptions, ServiceBusTriggerOptions, ignored_settings
 
 CONNECTION_STRING = (
     "Endpoint=sb://tasklane.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0"
@@ -240,14 +239,6 @@ def test_a_managed_identity_keeps_its_client_id() -> None:
 def test_an_unusable_connection_names_the_setting(environ: dict[str, str], error: str) -> None:
     with pytest.raises(HostError, match=error):
         resolve_connection(environ, "ServiceBusConnection")
-
-
-@pytest.mark.parametrize(
-    ("attempt", "jitter", "seconds"),
-    [(1, 0.0, 0.5), (1, 1.0, 1.0), (3, 0.5, 3.0), (10, 1.0, 60.0), (10_000, 0.0, 30.0)],
-)
-def test_backoff_grows_to_a_cap_with_half_of_it_random(attempt: int, jitter: float, seconds: float) -> None:
-    assert backoff_delay(attempt, jitter) == seconds
 
 
 OPTIONS = ServiceBusTriggerOptions.from_function(trigger(queueName="tasks"), {})

@@ -14,7 +14,7 @@ import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage as WorkerServiceBusMessage
 
-from local.invoker import Invoker
+from local.host.invoker import Invoker
 from tests.servicebus_fake import FakeServiceBus, until
 from tests.servicebus_harness import TRACEPARENT, indexed, listener, queue_function
 

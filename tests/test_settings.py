@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from local.errors import HostError, SettingNotFoundError
-from local.settings import (
+from local.host.errors import HostError, SettingNotFoundError
+from local.host.settings import (
     HostConfig,
     apply_to_environment,
+    parse_flag,
     parse_timespan,
     read_local_settings,
     resolve_binding,
@@ -91,6 +92,27 @@ def test_binding_resolution_leaves_other_types_alone() -> None:
 )
 def test_timespans(text: str, seconds: float) -> None:
     assert parse_timespan(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("raw", "default", "expected"),
+    [
+        (None, True, True),  # not set: the default
+        (None, False, False),
+        (False, True, False),
+        (True, False, True),
+        ("false", True, False),  # a %Setting% resolves to text
+        (" True ", False, True),
+    ],
+)
+def test_flags_read_json_booleans_and_their_text(raw: object, default: bool, expected: bool) -> None:
+    assert parse_flag(raw, default, "useMonitor") is expected
+
+
+@pytest.mark.parametrize("raw", ["", "yes", "1", 1, 0])
+def test_a_flag_that_is_not_true_or_false_is_an_error_naming_it(raw: object) -> None:
+    with pytest.raises(HostError, match=r"useMonitor=.*expected true or false"):
+        parse_flag(raw, True, "useMonitor")
 
 
 def test_host_json_defaults_and_values(tmp_path: Path) -> None:

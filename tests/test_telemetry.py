@@ -12,7 +12,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from shared.brokers.rabbitmq_topology import QueueTopology, delete_queue_topology
+from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
 from tests.conftest import RABBITMQ_URL
 from tests.hosting import RunningHost, eventually, start_host
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan

@@ -17,14 +17,14 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from local.errors import HostError, IndexingError
-from local.indexing import Binding, IndexedFunction
-from local.invoker import Invoker
-from local.ncrontab import parse_schedule
-from local.settings import HostConfig
-from local.triggers import ListenerContext
-from local.triggers.blob_lease import HOSTS_CONTAINER, SingletonOptions, storage_connection_string
-from local.triggers.timer import NEVER, ScheduleStatus, TimerListener, check_past_due
+from local.host.errors import HostError, IndexingError
+from local.host.indexing import Binding, IndexedFunction
+from local.host.invoker import Invoker
+from local.host.ncrontab import parse_schedule
+from local.host.settings import HostConfig
+from local.host.triggers import ListenerContext
+from local.host.triggers.blob_lease import HOSTS_CONTAINER, SingletonOptions, storage_connection_string
+from local.host.triggers.timer import NEVER, ScheduleStatus, TimerListener, check_past_due
 
 # Short enough for tests to see a takeover; the host.json minimum (15 s) applies to real hosts.
 FAST = SingletonOptions(listener_lock_period=15, recovery_polling_interval=0.2)
@@ -392,7 +392,7 @@ async def test_a_failing_function_does_not_stop_the_schedule(
     )
 
     # When it runs for a few occurrences
-    with caplog.at_level(logging.ERROR, logger="local.invoker"):
+    with caplog.at_level(logging.ERROR, logger="local.host.invoker"):
         await listener.start()
         await asyncio.sleep(2.6)
         await listener.stop()

@@ -1,6 +1,6 @@
 """RabbitMQ broker (local profile): durable queue, dead-letter exchange, publisher confirms.
 
-The topology (``shared.brokers.rabbitmq_topology``) is the one the host's ``rabbitMQTrigger``
+The topology (``shared.platform.rabbitmq_topology``) is the one the host's ``rabbitMQTrigger``
 declares, so whichever side starts first creates it and the other finds it as expected.
 """
 
@@ -15,8 +15,8 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
-from shared.brokers.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.errors import BrokerError
+from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
 from shared.secrets import Secret
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from shared.errors import ConfigError
-from shared.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
+from shared.platform.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
 from shared.secrets import Secret
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from valkey.asyncio.connection import AbstractConnection, ConnectionPool
 from valkey.credentials import CredentialProvider
 from valkey.exceptions import AuthenticationError
 
-from shared.keyvault import SecretReader, SecretReadError, SecretReference
+from shared.platform.keyvault import SecretReader, SecretReadError, SecretReference
 from shared.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class RefreshingSecret(Secret):
 
     ``reveal()`` never waits: it returns the last value read. ``label`` names the secret in logs (a
     setting or a secret URI, never the value). ``fetch`` runs in a worker thread; it raises
-    :class:`~shared.keyvault.SecretReadError` when the secret cannot be read.
+    :class:`~shared.platform.keyvault.SecretReadError` when the secret cannot be read.
     """
 
     __slots__ = (

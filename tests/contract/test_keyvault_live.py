@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from local.keyvault import resolve_references
-from shared.keyvault import SecretReader, SecretReadError, SecretReference
+from local.host.keyvault import resolve_references
+from shared.platform.keyvault import SecretReader, SecretReadError, SecretReference
 
 pytestmark = pytest.mark.contract
 

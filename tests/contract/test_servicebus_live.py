@@ -20,13 +20,13 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from local.invoker import Invoker
-from local.settings import HostConfig
-from local.triggers import ListenerContext
-from local.triggers.servicebus import ServiceBusListener
-from local.triggers.servicebus_client import sdk_client
-from local.triggers.servicebus_connection import resolve_connection
-from local.triggers.servicebus_options import ServiceBusTriggerOptions
+from local.host.invoker import Invoker
+from local.host.settings import HostConfig
+from local.host.triggers import ListenerContext
+from local.host.triggers.servicebus import ServiceBusListener
+from local.host.triggers.servicebus_client import sdk_client
+from local.host.triggers.servicebus_connection import resolve_connection
+from local.host.triggers.servicebus_options import ServiceBusTriggerOptions
 from tests.servicebus_fake import until
 from tests.servicebus_harness import indexed, queue_function
 

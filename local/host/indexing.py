@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.errors import AppLoadError, HostError, IndexingError
-from local.settings import resolve_binding
+from local.host.errors import AppLoadError, HostError, IndexingError
+from local.host.settings import resolve_binding
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from local.errors import IndexingError, SettingNotFoundError
-from local.indexing import IndexedFunction
-from local.settings import setting
-from local.triggers import ListenerContext
+from local.host.errors import IndexingError, SettingNotFoundError
+from local.host.indexing import IndexedFunction
+from local.host.settings import setting
+from local.host.triggers import ListenerContext
 
 #: The extension's default for ``extensions.rabbitMQ.prefetchCount``.
 DEFAULT_PREFETCH_COUNT = 30

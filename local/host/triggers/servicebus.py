@@ -25,19 +25,20 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import AutoLockRenewer
 
-from local.errors import FunctionFailedError, HostError
-from local.indexing import IndexedFunction
-from local.triggers import ListenerContext
-from local.triggers.servicebus_client import (
+from local.host.backoff import backoff_delay
+from local.host.errors import FunctionFailedError, HostError
+from local.host.indexing import IndexedFunction
+from local.host.triggers import ListenerContext
+from local.host.triggers.servicebus_client import (
     ClientFactory,
     ReceiverLike,
     explain_error,
     is_permanent,
     sdk_client,
 )
-from local.triggers.servicebus_connection import resolve_connection
-from local.triggers.servicebus_convert import input_shape, to_argument, trace_context
-from local.triggers.servicebus_options import ServiceBusTriggerOptions, ignored_settings
+from local.host.triggers.servicebus_connection import resolve_connection
+from local.host.triggers.servicebus_convert import input_shape, to_argument, trace_context
+from local.host.triggers.servicebus_options import ServiceBusTriggerOptions, ignored_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,6 @@ DEFAULT_RECEIVE_WAIT = 5.0
 DEFAULT_STOP_GRACE = 30.0
 OPEN_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 30.0
-
-
-def backoff_delay(attempt: int, jitter: float, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Seconds before receive attempt ``attempt`` (1-based) after a failure; ``jitter`` in ``[0, 1]``.
-
-    Half the capped exponential ceiling is fixed, half random, so hosts do not retry in lockstep.
-    """
-    ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), 32))
-    return ceiling / 2 + ceiling / 2 * min(max(jitter, 0.0), 1.0)
 
 
 class ServiceBusListener:

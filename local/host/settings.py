@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.errors import HostError, SettingNotFoundError
+from local.host.errors import HostError, SettingNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,22 @@ def parse_timespan(text: str) -> float:
     days, hours, minutes, seconds, fraction = match.groups()
     total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)
     return total + (float(f"0.{fraction}") if fraction else 0.0)
+
+
+def parse_flag(raw: Any, default: bool, name: str) -> bool:
+    """A boolean binding or ``host.json`` value: ``true``/``false`` in any case, or a JSON boolean.
+
+    After ``%Setting%`` resolution a flag may be text. Anything else (``yes``, ``1``, an empty
+    setting) is an error naming ``name``, as the .NET host's boolean parsing rejects it.
+    """
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise HostError(f"{name}={raw!r}: expected true or false")
 
 
 def environment() -> MutableMapping[str, str]:

@@ -21,8 +21,8 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.core.pipeline.transport import AsyncioRequestsTransport
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient, ExponentialRetry
 
-from local.errors import HostError
-from local.settings import parse_timespan
+from local.host.errors import HostError
+from local.host.settings import parse_timespan
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.context import Context, Out, TraceContext
-from local.errors import FunctionFailedError
-from local.indexing import IndexedFunction
+from local.host.context import Context, Out, TraceContext
+from local.host.errors import FunctionFailedError
+from local.host.indexing import IndexedFunction
 
 log = logging.getLogger(__name__)
 

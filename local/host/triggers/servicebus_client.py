@@ -17,8 +17,8 @@ from azure.servicebus import ServiceBusReceivedMessage, TransportType
 from azure.servicebus import exceptions as sb_errors
 from azure.servicebus.aio import ServiceBusClient
 
-from local.triggers.servicebus_connection import ServiceBusConnection
-from local.triggers.servicebus_options import ServiceBusTriggerOptions
+from local.host.triggers.servicebus_connection import ServiceBusConnection
+from local.host.triggers.servicebus_options import ServiceBusTriggerOptions
 
 
 class ReceiverLike(Protocol):

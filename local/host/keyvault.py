@@ -12,7 +12,7 @@ import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-from shared.keyvault import (
+from shared.platform.keyvault import (
     KeyVaultReferenceError,
     SecretReader,
     SecretReadError,
@@ -20,7 +20,7 @@ from shared.keyvault import (
     parse_reference,
 )
 
-log = logging.getLogger("local.keyvault")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.amqp import AmqpMessageBodyType
 
-from local.errors import IndexingError
-from local.indexing import IndexedFunction
+from local.host.errors import IndexingError
+from local.host.indexing import IndexedFunction
 
 _VIA_PARTITION_KEY = b"x-opt-via-partition-key"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")

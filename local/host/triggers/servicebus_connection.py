@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from local.errors import HostError
+from local.host.errors import HostError
 
 CredentialKind = Literal["connection_string", "default", "managed_identity", "client_secret"]
 _ENDPOINT = re.compile(r"(?:^|;)\s*Endpoint\s*=\s*(?:sb://)?([^;/]+)", re.IGNORECASE)

@@ -10,9 +10,9 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from local.indexing import IndexedFunction
-from local.invoker import Invoker
-from local.settings import HostConfig
+from local.host.indexing import IndexedFunction
+from local.host.invoker import Invoker
+from local.host.settings import HostConfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ ListenerFactory = Callable[[IndexedFunction, ListenerContext], Listener]
 
 def build_listener(fn: IndexedFunction, ctx: ListenerContext) -> Listener:
     """The listener for ``fn``'s trigger type; unknown types are an indexing error."""
-    from local.errors import IndexingError
+    from local.host.errors import IndexingError
 
     factories = _factories()
     factory = factories.get(fn.trigger.type)
@@ -65,17 +65,17 @@ def build_listener(fn: IndexedFunction, ctx: ListenerContext) -> Listener:
 def _factories() -> dict[str, ListenerFactory]:
     # Imported lazily so that an app without, say, Service Bus never imports its SDK.
     def rabbitmq(fn: IndexedFunction, ctx: ListenerContext) -> Listener:
-        from local.triggers.rabbitmq import RabbitMQListener
+        from local.host.triggers.rabbitmq import RabbitMQListener
 
         return RabbitMQListener(fn, ctx)
 
     def servicebus(fn: IndexedFunction, ctx: ListenerContext) -> Listener:
-        from local.triggers.servicebus import ServiceBusListener
+        from local.host.triggers.servicebus import ServiceBusListener
 
         return ServiceBusListener(fn, ctx)
 
     def timer(fn: IndexedFunction, ctx: ListenerContext) -> Listener:
-        from local.triggers.timer import TimerListener
+        from local.host.triggers.timer import TimerListener
 
         return TimerListener(fn, ctx)
 

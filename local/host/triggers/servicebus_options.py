@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.errors import HostError, IndexingError
-from local.indexing import IndexedFunction
-from local.settings import parse_timespan
+from local.host.errors import HostError, IndexingError
+from local.host.indexing import IndexedFunction
+from local.host.settings import parse_flag, parse_timespan
 
 #: The extension's defaults (ServiceBusOptions).
 DEFAULT_PREFETCH_COUNT = 0
@@ -70,7 +70,7 @@ class ServiceBusTriggerOptions:
     def from_function(cls, fn: IndexedFunction, extension: Mapping[str, Any]) -> ServiceBusTriggerOptions:
         """Read ``fn``'s trigger binding and ``extensions.serviceBus``; a bad value is an error."""
         binding = _Lookup(fn.trigger.values, f"function '{fn.name}'")
-        if _flag(binding.get("isSessionsEnabled"), False, "isSessionsEnabled"):
+        if parse_flag(binding.get("isSessionsEnabled"), False, "isSessionsEnabled"):
             raise IndexingError(
                 fn.name,
                 "isSessionsEnabled=true: session-enabled entities are not supported by the local host",
@@ -94,7 +94,7 @@ class ServiceBusTriggerOptions:
         legacy_batch = _Lookup(host.get("batchOptions") or {}, host.where + ".batchOptions")
         many = cardinality == "many"
         # The binding's own setting wins over host.json, as in the extension's binding provider.
-        auto_complete = _flag(
+        auto_complete = parse_flag(
             _first(
                 binding.get("autoCompleteMessages"),
                 host.get("autoCompleteMessages"),
@@ -163,17 +163,6 @@ def _first_int(host: _Lookup, legacy: _Lookup, key: str, default: int, *, legacy
     if host.get(key) is not None:
         return host.integer(key, default, minimum=1)
     return legacy.integer(legacy_key or key, default, minimum=1)
-
-
-def _flag(raw: Any, default: bool, name: str) -> bool:
-    if raw is None:
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("true", "false"):
-        return text == "true"
-    raise HostError(f"{name}={raw!r}: expected true or false")
 
 
 def _timespan(raw: Any, default: float, name: str) -> float:

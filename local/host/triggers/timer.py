@@ -33,11 +33,12 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.functions.timer import TimerRequest  # what the worker builds; func.TimerRequest is abstract
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from local.errors import FunctionFailedError, HostError, IndexingError
-from local.indexing import IndexedFunction
-from local.ncrontab import Schedule, ScheduleError, parse_schedule
-from local.triggers import ListenerContext
-from local.triggers.blob_lease import (
+from local.host.errors import FunctionFailedError, HostError, IndexingError
+from local.host.indexing import IndexedFunction
+from local.host.ncrontab import Schedule, ScheduleError, parse_schedule
+from local.host.settings import parse_flag
+from local.host.triggers import ListenerContext
+from local.host.triggers.blob_lease import (
     BlobLeaseLock,
     SingletonOptions,
     hosts_container,
@@ -120,11 +121,12 @@ class TimerListener:
             self._schedule = parse_schedule(str(fn.trigger.get("schedule") or ""), tz)
             self._connection = storage_connection_string(ctx.environ)
             self._singleton = singleton or SingletonOptions.from_host_json(ctx.host_config.document)
+            self.run_on_startup = parse_flag(fn.trigger.get("runOnStartup"), False, "runOnStartup")
+            use_monitor = parse_flag(fn.trigger.get("useMonitor"), True, "useMonitor")
         except (ScheduleError, HostError) as exc:
             raise IndexingError(fn.name, str(exc)) from exc
-        self.run_on_startup = _flag(fn.trigger.get("runOnStartup"), default=False)
         # The extension turns monitoring off for sub-minute schedules even when it was asked for.
-        self.use_monitor = _flag(fn.trigger.get("useMonitor"), default=True) and not self._schedule.sub_minute
+        self.use_monitor = use_monitor and not self._schedule.sub_minute
         timer_name = f"Host.Functions.{fn.name}"  # the function's full name in the Functions host
         self.lock_id = f"{ctx.host_id}/{timer_name}.Listener"
         self.status_path = f"timers/{ctx.host_id}/{timer_name}/status"
@@ -295,15 +297,6 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _flag(value: Any, *, default: bool) -> bool:
-    # After %Setting% resolution a flag may be a string.
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return bool(value)
 
 
 def _time_zone(environ: Mapping[str, str]) -> tzinfo:

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import uvicorn
 
-from local.errors import AppLoadError, HostError, IndexingError
-from local.http.keys import KeyRing, ensure_host_key
-from local.http.server import DEFAULT_BODY_LIMIT, HttpFront, http_routes
-from local.indexing import IndexedFunction, index, load_app
-from local.invoker import Invoker
-from local.keyvault import resolve_references
-from local.settings import HostConfig, apply_to_environment, environment, read_local_settings
-from local.triggers import Listener, ListenerContext, build_listener
+from local.host.errors import AppLoadError, HostError, IndexingError
+from local.host.http.keys import KeyRing, ensure_host_key
+from local.host.http.server import DEFAULT_BODY_LIMIT, HttpFront, http_routes
+from local.host.indexing import IndexedFunction, index, load_app
+from local.host.invoker import Invoker
+from local.host.keyvault import resolve_references
+from local.host.settings import HostConfig, apply_to_environment, environment, read_local_settings
+from local.host.triggers import Listener, ListenerContext, build_listener
 
-log = logging.getLogger("local.host")
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7071
 
@@ -153,6 +153,7 @@ async def serve(
     )
     server = _Server(config)
     started: list[Listener] = []
+    server_task: asyncio.Task[None] | None = None  # made once every listener has started
     try:
         for listener in loaded.listeners:
             await listener.start()
@@ -173,7 +174,7 @@ async def serve(
         # Stop taking messages and requests together, then let both drain.
         server.should_exit = True
         await asyncio.gather(*(listener.stop() for listener in started), return_exceptions=False)
-        if "server_task" in locals():
+        if server_task is not None:
             await server_task
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -250,7 +251,7 @@ def run(app_dir: Path, port: int | None = None) -> int:
         return 1
     processes = _int_setting(environ, "FUNCTIONS_WORKER_PROCESS_COUNT") or 1
     if processes > 1:
-        from local.workers import run_workers
+        from local.host.workers import run_workers
 
         return run_workers(processes, lambda: serve_forever(loaded, http_socket))
     return serve_forever(loaded, http_socket)

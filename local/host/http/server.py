@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl
 
 import azure.functions as func
 
-from local.errors import FunctionFailedError, IndexingError
-from local.http.keys import HEADER, QUERY, KeyRing
-from local.http.routes import Route, RouteMatch, RouteTable, RouteTemplate, RouteTemplateError
-from local.indexing import IndexedFunction
-from local.invoker import Invoker
+from local.host.errors import FunctionFailedError, IndexingError
+from local.host.http.keys import HEADER, QUERY, KeyRing
+from local.host.http.routes import Route, RouteMatch, RouteTable, RouteTemplate, RouteTemplateError
+from local.host.indexing import IndexedFunction
+from local.host.invoker import Invoker
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Key Vault references (``@Microsoft.KeyVault(...)``) and reading the secrets they name.
 
 An app setting whose value is a reference holds the secret's address, never the secret. The platform
-resolves it before the app starts; our host (``local/keyvault.py``) and :mod:`shared.secret_refresh`
+resolves it before the app starts; our host (``local/host/keyvault.py``) and :mod:`shared.secrets.refresh`
 resolve it themselves through :class:`SecretReader`. Parsing is pure (:func:`parse_reference`,
 :func:`parse_secret_uri`); reading goes through azure-keyvault-secrets, one ``SecretClient`` per vault.
 """
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.errors import ConfigError, TasklaneError
 from shared.secrets import Secret
 
 if TYPE_CHECKING:
@@ -40,11 +39,13 @@ _KEYS = {
 }
 
 
-class KeyVaultReferenceError(ConfigError):
+# Plain exceptions rather than tasklane's hierarchy: this module belongs to the platform both the app
+# and the host share. Callers catch these two by name (shared.pipeline.settings turns the first into a ConfigError).
+class KeyVaultReferenceError(ValueError):
     """A value that starts like a Key Vault reference but is not a valid one; the message says why."""
 
 
-class SecretReadError(TasklaneError):
+class SecretReadError(Exception):
     """A secret could not be read; ``reason`` says why (never the value, which was never read)."""
 
     def __init__(self, reference: SecretReference, reason: str) -> None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
 
-from local.errors import HostError
-from local.settings import parse_timespan
+from local.host.errors import HostError
+from local.host.settings import parse_timespan
 
 MONTH_NAMES: Final = (
     "January",

@@ -55,10 +55,6 @@ class KeyRing:
             functions={name: _split(environ.get(function_setting(name), "")) for name in function_names},
         )
 
-    @property
-    def empty(self) -> bool:
-        return not (self.master or self.host or any(self.functions.values()))
-
     def allows(self, auth_level: str, function_name: str, presented: str | None) -> bool:
         """Whether ``presented`` opens a function of ``auth_level`` (anonymous, function, admin)."""
         level = auth_level.lower()

@@ -28,12 +28,13 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 
-from local.errors import FunctionFailedError, HostError
-from local.indexing import IndexedFunction
-from local.invoker import Invoker
-from local.triggers import ListenerContext
-from local.triggers.rabbitmq_options import RabbitMQTriggerOptions
-from shared.brokers.rabbitmq_topology import declare_queue_topology
+from local.host.backoff import backoff_delay
+from local.host.errors import FunctionFailedError, HostError
+from local.host.indexing import IndexedFunction
+from local.host.invoker import Invoker
+from local.host.triggers import ListenerContext
+from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from shared.platform.rabbitmq_topology import declare_queue_topology
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,6 @@ REQUEUE_COUNT_HEADER = "x-ms-rabbitmq-requeuecount"
 MAX_REQUEUE_COUNT = 5
 DEFAULT_SHUTDOWN_GRACE = 10.0
 CONNECT_TIMEOUT = 10.0
-
-
-def reconnect_delay(attempt: int, jitter: float, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Seconds to wait before reconnect ``attempt`` (0-based), ``jitter`` drawn from ``[0, 1]``.
-
-    Capped exponential with "equal jitter": half the ceiling is fixed so a flapping broker is never
-    hammered, half is random so several hosts do not reconnect in lockstep.
-    """
-    ceiling = min(cap, base * 2.0 ** min(attempt, 62))  # the exponent bound keeps the float finite
-    return ceiling / 2 + ceiling / 2 * min(max(jitter, 0.0), 1.0)
 
 
 def next_requeue_count(headers: Mapping[str, Any]) -> int:
@@ -226,8 +217,8 @@ class RabbitMQListener:
     async def _reconnect(self) -> _Session:
         attempt = 0
         while True:
-            delay = reconnect_delay(
-                attempt, random.random(), base=self._reconnect_base, cap=self._reconnect_cap
+            delay = backoff_delay(
+                attempt + 1, random.random(), base=self._reconnect_base, cap=self._reconnect_cap
             )
             await asyncio.sleep(delay)
             try:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / ".services" / "bench"
 
 
@@ -158,10 +158,13 @@ def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int, ho
 
 
 def cold_start(runs: int = 7) -> float:
-    """Median milliseconds to import ``function_app`` and index it, each in a fresh process."""
+    """Median milliseconds to import ``function_app`` and index it, each in a fresh process.
+
+    The app is loaded by the host's own loader, the one place the host imports an app's script.
+    """
     code = (
-        "import time; t = time.perf_counter(); import function_app; "
-        "function_app.app.get_functions(); print((time.perf_counter() - t) * 1000)"
+        "import os, time; from pathlib import Path; from local.host.indexing import load_app; "
+        "t = time.perf_counter(); load_app(Path.cwd(), os.environ); print((time.perf_counter() - t) * 1000)"
     )
     env = {**os.environ, "TASKLANE_PROFILE": "local"}
     samples = [
@@ -198,7 +201,7 @@ def _reset(valkey_db: int, queue: str) -> None:
     async def purge() -> None:
         import valkey.asyncio as valkey
 
-        from shared.brokers.rabbitmq_topology import delete_queue_topology
+        from shared.platform.rabbitmq_topology import delete_queue_topology
 
         client = valkey.Valkey.from_url(f"valkey://127.0.0.1:6379/{valkey_db}")
         await client.flushdb()
