@@ -23,7 +23,7 @@ async def _process(deliveries: list[Delivery]) -> None:
         raise RedeliveryError(decisions)
 
 
-def _rabbitmq(blueprint: func.Blueprint) -> None:
+def rabbitmq_trigger(blueprint: func.Blueprint) -> None:
     @blueprint.generic_trigger(
         arg_name="message",
         type="rabbitMQTrigger",
@@ -36,7 +36,7 @@ def _rabbitmq(blueprint: func.Blueprint) -> None:
         await _process([Delivery(message, trace=TraceContext.of(trace.trace_parent, trace.trace_state))])
 
 
-def _servicebus(blueprint: func.Blueprint) -> None:
+def servicebus_trigger(blueprint: func.Blueprint) -> None:
     @blueprint.service_bus_queue_trigger(
         arg_name="messages",
         queue_name="%TASKS_QUEUE%",
@@ -59,5 +59,5 @@ def _servicebus(blueprint: func.Blueprint) -> None:
 
 
 #: The trigger for each broker; the settings' broker system picks one at import time.
-_TRIGGERS = {"rabbitmq": _rabbitmq, "servicebus": _servicebus}
+_TRIGGERS = {"rabbitmq": rabbitmq_trigger, "servicebus": servicebus_trigger}
 _TRIGGERS[broker_system()](bp)

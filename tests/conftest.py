@@ -8,9 +8,11 @@ never pass silently.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -83,3 +85,38 @@ async def store(valkey_url: str) -> AsyncIterator[Store]:
 def azurite_connection_string() -> str:
     require_service("azurite")
     return AZURITE_CONNECTION_STRING
+
+
+def undocumented_answers(answers: set[tuple[str, str, int]]) -> list[str]:
+    """The answers whose status the OpenAPI document does not list for their route."""
+    import function_app  # noqa: F401  (declares the routes)
+    from functions.http import DECLARED
+    from functions.openapi import document
+    from shared.tasks import registry
+
+    paths = document(registry, DECLARED)["paths"]
+    found = []
+    for method, path, status in sorted(answers):
+        route = path.removeprefix("/api")
+        operation = _operation(paths, route, method.lower())
+        if operation is not None and str(status) not in operation["responses"]:
+            found.append(f"{method} {path} answered {status}, which the OpenAPI document does not list")
+    return found
+
+
+def _operation(paths: dict[str, Any], route: str, method: str) -> dict[str, Any] | None:
+    for template, operations in paths.items():
+        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template.replace(".", r"\.")) + "$"
+        if re.match(pattern, route) and method in operations:
+            return operations[method]  # type: ignore[no-any-return]
+    return None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every status the API answered during the run must be in the OpenAPI document."""
+    from tests.hosting import ANSWERS
+
+    undocumented = undocumented_answers(ANSWERS)
+    if undocumented and exitstatus == 0:
+        print("\n".join(["", "Undocumented answers:", *undocumented]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

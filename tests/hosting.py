@@ -39,7 +39,12 @@ class RunningHost:
         return self.environ["TASKS_QUEUE"]
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"x-functions-key": self.key}, timeout=10)
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"x-functions-key": self.key},
+            timeout=10,
+            event_hooks={"response": [_remember_answer]},
+        )
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -51,6 +56,15 @@ class RunningHost:
             out, _ = self.process.communicate()
         self.output.append(out or "")
         return self.process.returncode
+
+
+#: (method, path, status) of every answer a test host gave through :meth:`RunningHost.client`; the
+#: session checks at its end that the OpenAPI document lists each (tests/conftest.py).
+ANSWERS: set[tuple[str, str, int]] = set()
+
+
+def _remember_answer(response: httpx.Response) -> None:
+    ANSWERS.add((response.request.method, response.request.url.path, response.status_code))
 
 
 def start_host(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from local.host.triggers.rabbitmq import MAX_REQUEUE_COUNT
 from shared.pipeline.registry import MAX_ATTEMPTS_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,18 +95,27 @@ def test_every_template_parses_so_checkov_scans_it(path: Path) -> None:
 
 
 def test_the_queue_allows_as_many_deliveries_as_the_registry_allows_attempts() -> None:
-    # The registry caps max_attempts at the RabbitMQ extension's limit; Service Bus must agree, or a
-    # task is dead-lettered before its last attempt (fewer) or retried past it (more).
+    # The registry caps max_attempts at the RabbitMQ extension's requeue limit (our host's copy of
+    # it); Service Bus must agree, so a crashing task is stopped after as many deliveries everywhere.
     path = MODULES / "servicebus.bicep"
-    queue = only(path, "Microsoft.ServiceBus/namespaces/queues")["properties"]
+    queue = resources(path, "Microsoft.ServiceBus/namespaces/queues")["queue"]["properties"]
     count = queue["maxDeliveryCount"]
     if isinstance(count, str):
         count = bicep(path)["variables"][count]["value"]
-    assert count == MAX_ATTEMPTS_LIMIT == 5
+    assert count == MAX_ATTEMPTS_LIMIT == MAX_REQUEUE_COUNT == 5
+
+
+def test_every_dead_letter_lands_in_the_queue_the_app_dead_letters_to() -> None:
+    # The app sends its dead letters to <queue>.dead-letter; the task queue forwards its own there.
+    found = resources(MODULES / "servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")
+    target = found["queue"]["properties"]["forwardDeadLetteredMessagesTo"]["operator"]["operands"]
+    assert (target["operand_1"], target["operand_2"]) == ("deadLetters", "name")
+    assert found["deadLetters"]["name"] == "${queueName}.dead-letter"
 
 
 def test_the_queue_drops_duplicates_and_dead_letters() -> None:
-    queue = only(MODULES / "servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")["properties"]
+    queue = resources(MODULES / "servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")["queue"]
+    queue = queue["properties"]
     assert queue["requiresDuplicateDetection"] is True  # message id = task id
     assert re.fullmatch(r"PT\d+M", queue["duplicateDetectionHistoryTimeWindow"])
     assert queue["deadLetteringOnMessageExpiration"] is True

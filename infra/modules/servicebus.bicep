@@ -9,10 +9,10 @@ param queueName string
 @description('The identity that sends, receives and reads the backlog.')
 param principalId string
 
-// The task registry caps max_attempts at 5 (shared/registry.py, MAX_ATTEMPTS_LIMIT), which is the
-// RabbitMQ extension's own redelivery limit. Service Bus must allow exactly as many deliveries, so a
-// task gets every attempt it asked for and the fifth failure lands in the dead-letter queue.
-// tests/test_infra.py checks that the two numbers agree.
+// A failed attempt is re-sent by the app as a new message, and a task out of attempts is put in the
+// dead-letter queue by the app; the delivery limit only catches crashes. It equals the registry's cap
+// on max_attempts (shared/pipeline/registry.py, MAX_ATTEMPTS_LIMIT) and the RabbitMQ extension's own
+// redelivery limit; tests/test_infra.py checks that the numbers agree.
 var maxDeliveryCount = 5
 
 var roles = {
@@ -39,10 +39,26 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   }
 }
 
+// Every dead letter in one queue: the app sends the ones it decides on here (no client may write to a
+// queue's own dead-letter subqueue), and the task queue forwards its own dead letters here too.
+resource deadLetters 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: '${queueName}.dead-letter'
+  properties: {
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P14D'
+    requiresSession: false
+    enablePartitioning: false
+    enableBatchedOperations: true
+    maxSizeInMegabytes: 1024
+  }
+}
+
 resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: namespace
   name: queueName
   properties: {
+    forwardDeadLetteredMessagesTo: deadLetters.name
     maxDeliveryCount: maxDeliveryCount
     // The lock is renewed while a batch runs (host.json maxAutoLockRenewalDuration); a minute bounds
     // how long a message from a crashed instance waits before another instance gets it.
@@ -81,6 +97,18 @@ resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 resource owner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, principalId, roles.owner)
   scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.owner)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Owner on the dead-letter queue: sending dead letters, reading its count (the backlog), and receiving
+// from it to redrive.
+resource deadLetterOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetters.id, principalId, roles.owner)
+  scope: deadLetters
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.owner)
     principalId: principalId

@@ -110,6 +110,11 @@ def pipeline() -> Pipeline:
     return _root.built
 
 
+def install(built: Pipeline) -> None:
+    """Use ``built`` as the process's pipeline (tests, and hosts that build their own)."""
+    _root.built = built
+
+
 async def reset() -> None:
     """Close and forget the built pipeline, so the next use builds it from the current settings."""
     built, _root.built = _root.built, None
