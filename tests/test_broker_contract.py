@@ -12,7 +12,8 @@
   here too. It says nothing about the service itself; ``servicebus`` does.
 
 Messages are read back as a consumer would read them: the stub's list, aio-pika for RabbitMQ, the
-SDK's receiver (receive-and-delete) for Service Bus.
+SDK's receiver (receive-and-delete) for Service Bus; dead letters likewise, from the stub's
+``dead_letters`` and from the queue ``<queue>.dead-letter`` (RabbitMQ and Service Bus alike).
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ from dataclasses import dataclass
 
 import aio_pika
 import pytest
+from azure.core.pipeline.transport import HttpRequest
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.brokers.rabbitmq import RabbitMQBroker
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
 from shared.errors import BrokerError
+from shared.pipeline.process import DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON
 from shared.pipeline.settings import ServiceBusConnection
-from shared.platform.rabbitmq_topology import delete_queue_topology
+from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
 from shared.secrets import Secret
 from tests.doubles.servicebus_amqp import FakeServiceBus
-from tests.doubles.servicebus_http import AtomTransport, queue_entry
+from tests.doubles.servicebus_http import AtomTransport, Reply, empty_feed, path_of, queue_entry
 
 pytestmark = pytest.mark.contract
 
@@ -64,6 +67,8 @@ class Harness:
     unreachable: Callable[[], Broker]
     #: Consume everything on the queue.
     read_back: Callable[[], Awaitable[list[Received]]]
+    #: Consume everything in the queue's dead-letter queue.
+    read_dead_letters: Callable[[], Awaitable[list[Received]]]
     #: Whether the queue (and so its dead-letter count) is new for this test.
     fresh_queue: bool
     #: How long the broker's counts may take to reflect a send.
@@ -74,7 +79,14 @@ class Harness:
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "stub":
         stub = StubBroker(f"contract-{uuid.uuid4().hex}")
-        yield Harness(stub, _failing_stub, lambda: _read_stub(stub), fresh_queue=True, settle_seconds=0)
+        yield Harness(
+            stub,
+            _failing_stub,
+            lambda: _read_stub(stub),
+            lambda: _read_stub_dead_letters(stub),
+            fresh_queue=True,
+            settle_seconds=0,
+        )
     elif request.param == "rabbitmq":
         url: str = request.getfixturevalue("rabbitmq_url")
         async for harness in _rabbitmq(url):
@@ -119,7 +131,7 @@ async def test_a_fresh_queue_has_no_backlog(harness: Harness) -> None:
 async def test_a_sent_message_counts_in_the_backlog(harness: Harness) -> None:
 
     # When one message is sent
-    await harness.broker.send(message(1))
+    await harness.broker.send_batch([message(1)])
 
     # Then the queue's backlog counts it as active
     backlog = await backlog_once(harness, lambda b: b.active == 1)
@@ -151,9 +163,9 @@ async def test_a_batch_of_250_all_arrive_with_their_bodies(harness: Harness) -> 
 
 
 async def test_headers_travel_with_the_message(harness: Harness) -> None:
-    # When a message carrying trace headers is sent
+    # When a message carrying trace headers is sent (the broker passes them on; it adds none)
     sent = message(1, TRACE)
-    await harness.broker.send(sent)
+    await harness.broker.send_batch([sent])
 
     # Then the consumer reads the same headers back
     (received,) = await harness.read_back()
@@ -164,21 +176,42 @@ async def test_headers_travel_with_the_message(harness: Harness) -> None:
 async def test_close_then_send_again_reconnects(harness: Harness) -> None:
     # Given a broker that sent once and was closed
     first, second = message(1), message(2)
-    await harness.broker.send(first)
+    await harness.broker.send_batch([first])
     await harness.broker.close()
 
     # When it sends again
-    await harness.broker.send(second)
+    await harness.broker.send_batch([second])
 
     # Then a consumer finds both messages on the queue
     assert sorted(r.id for r in await harness.read_back()) == sorted([first.id, second.id])
+
+
+async def test_a_dead_letter_lands_in_the_dead_letter_queue_with_its_reason(harness: Harness) -> None:
+    # Given a message that carries why it is dead-lettered
+    reason = {DEAD_LETTER_REASON: "MaxAttemptsExceeded", DEAD_LETTER_DESCRIPTION: "failed 5 times"}
+    dead = message(1, reason)
+
+    # When it is dead-lettered
+    await harness.broker.dead_letter([dead])
+
+    # Then the backlog counts it as dead-lettered, not as active work
+    backlog = await backlog_once(harness, lambda b: b.dead_lettered >= 1 and b.active == 0)
+    assert backlog.active == 0
+    if harness.fresh_queue:
+        assert backlog.dead_lettered == 1
+    else:
+        assert backlog.dead_lettered >= 1
+    # And a consumer of the dead-letter queue reads it back with its id, body and reason
+    (received,) = await harness.read_dead_letters()
+    assert (received.id, received.body) == (dead.id, dead.body)
+    assert {k: received.headers.get(k) for k in reason} == reason
 
 
 async def test_a_send_to_an_unreachable_broker_raises_broker_error(harness: Harness) -> None:
     broker = harness.unreachable()
     try:
         with pytest.raises(BrokerError):
-            await broker.send(message(1))
+            await broker.send_batch([message(1)])
     finally:
         await broker.close()
 
@@ -200,6 +233,11 @@ async def _read_stub(stub: StubBroker) -> list[Received]:
     return received
 
 
+async def _read_stub_dead_letters(stub: StubBroker) -> list[Received]:
+    taken, stub.dead_letters = stub.dead_letters, []
+    return [Received(m.id, m.body, dict(m.headers)) for m in taken]
+
+
 # --- RabbitMQ --------------------------------------------------------------------------------------
 
 
@@ -215,6 +253,7 @@ async def _rabbitmq(url: str) -> AsyncIterator[Harness]:
             broker,
             unreachable,
             lambda: _read_rabbitmq(url, queue),
+            lambda: _read_rabbitmq(url, QueueTopology.for_queue(queue).dead_letter_queue),
             fresh_queue=True,
             settle_seconds=2,
         )
@@ -269,21 +308,27 @@ async def _servicebus(
         nowhere = "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=none;SharedAccessKey=bm9uZQ==;UseDevelopmentEmulator=true"
         return ServiceBusBroker(ServiceBusConnection(connection_string=Secret(nowhere)), queue, retry_total=0)
 
-    if real:
-        await _read_servicebus(connection, queue, wait)
     broker = ServiceBusBroker(connection, queue, http_transport=http_transport)
+    if real:
+        await _drain_servicebus(connection, broker, wait)
     try:
         yield Harness(
             broker,
             unreachable,
             lambda: _read_servicebus(connection, queue, wait),
+            lambda: _read_servicebus(connection, broker.dead_letter_queue, wait),
             fresh_queue=not real,
             settle_seconds=30 if real else 0,
         )
     finally:
         await broker.close()
         if real:
-            await _read_servicebus(connection, queue, wait)
+            await _drain_servicebus(connection, broker, wait)
+
+
+async def _drain_servicebus(connection: ServiceBusConnection, broker: ServiceBusBroker, wait: float) -> None:
+    for queue in (broker.queue, broker.dead_letter_queue):
+        await _read_servicebus(connection, queue, wait)
 
 
 async def _servicebus_double() -> AsyncIterator[Harness]:
@@ -293,13 +338,17 @@ async def _servicebus_double() -> AsyncIterator[Harness]:
     back through the SDK's receiver) where no namespace can be reached.
     """
     queue = f"contract-{uuid.uuid4().hex[:12]}"
-    async with FakeServiceBus({queue}) as bus:
+    async with FakeServiceBus({queue, f"{queue}.dead-letter"}) as bus:
         namespace = f"127.0.0.1:{bus.port}"
-        transport = AtomTransport(
-            lambda request: queue_entry(
-                namespace, queue, active=bus.active(queue), dead_lettered=0, scheduled=0
-            )
-        )
+
+        def runtime_properties(request: HttpRequest) -> Reply:
+            # GET /<queue> or /<queue>.dead-letter: what the AMQP double holds, not yet received.
+            entity = path_of(request).strip("/")
+            if entity not in bus.queues:
+                return empty_feed()
+            return queue_entry(namespace, entity, active=bus.active(entity), dead_lettered=0, scheduled=0)
+
+        transport = AtomTransport(runtime_properties)
         connection = ServiceBusConnection(connection_string=Secret(bus.connection_string()))
         async for harness in _servicebus(connection, queue, real=False, http_transport=transport):
             yield harness

@@ -10,15 +10,18 @@ from typing import Any
 import msgspec
 import pytest
 
-from shared import tasks as _builtin_tasks  # noqa: F401
 from shared.brokers.base import Backlog
 from shared.brokers.stub import StubBroker
-from shared.errors import BackpressureError, BrokerError, DecodeError, TaskFailedError, ValidationError
+from shared.errors import BackpressureError, BrokerError, ValidationError
+from shared.pipeline.accept import Accepter
+from shared.pipeline.delivery import Delivery, Verdict
 from shared.pipeline.envelope import TaskEnvelope
-from shared.pipeline.process import Accepter, Processor, parse_submission
-from shared.pipeline.registry import registry
-from shared.store.stats import snapshot
+from shared.pipeline.hooks import Hooks
+from shared.pipeline.process import DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, Processor
+from shared.pipeline.registry import Registry
+from shared.pipeline.submission import parse_submission
 from shared.store.store import Store
+from shared.tasks import registry
 
 
 @pytest.fixture
@@ -28,16 +31,22 @@ def broker() -> StubBroker:
 
 @pytest.fixture
 def accepter(broker: StubBroker, store: Store) -> Accepter:
-    return Accepter(broker, store, registry, max_backlog=1000, backlog_cache_seconds=0)
+    return Accepter(broker, store, registry, Hooks(), max_backlog=1000, backlog_cache_seconds=0)
 
 
 @pytest.fixture
-def processor(store: Store) -> Processor:
-    return Processor(store, registry)
+def processor(broker: StubBroker, store: Store) -> Processor:
+    return Processor(store, broker, registry, Hooks())
 
 
 def body(document: Any) -> bytes:
     return json.dumps(document).encode()
+
+
+def delivered(broker: StubBroker) -> Delivery:
+    """The oldest message on the stub queue, taken off it as the trigger would deliver it."""
+    message = broker.take()
+    return Delivery(message.body, message.id)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +108,7 @@ async def test_accepted_tasks_are_queued_and_counted(
         status = await store.task(task_id)
         assert status is not None
         assert status["status"] == "queued"
-    stats = await snapshot(store)
+    stats = await store.stats()
     assert stats["totals"]["accepted"] == 3
     assert stats["per_type"]["echo"]["accepted"] == 3
 
@@ -108,7 +117,7 @@ async def test_refused_send_leaves_no_trace(accepter: Accepter, broker: StubBrok
     broker.fail_next = True
     with pytest.raises(BrokerError):
         await accepter.accept(body({"type": "echo"}), idempotency_key="k1")
-    assert (await snapshot(store))["totals"]["accepted"] == 0
+    assert (await store.stats())["totals"]["accepted"] == 0
     # The key was released: the client's retry is sent, not answered from the failed attempt
     retried = await accepter.accept(body({"type": "echo"}), idempotency_key="k1")
     assert not retried.replayed
@@ -140,21 +149,24 @@ async def test_backpressure_refuses_and_sends_nothing(
 
 async def _submit_and_process(accepter: Accepter, broker: StubBroker, processor: Processor, task: Any) -> str:
     accepted = await accepter.accept(body(task))
-    await processor.process([broker.take().body])
+    (decision,) = await processor.process([delivered(broker)])
+    assert decision.verdict is Verdict.COMPLETED
     return accepted.ids[0]
 
 
 async def test_processing_records_result_and_figures(
     accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
 ) -> None:
+    # Given an accepted task, When it is processed
     task_id = await _submit_and_process(
         accepter, broker, processor, {"type": "add", "payload": {"x": 2, "y": 3}}
     )
+    # Then its result and the figures are in Valkey
     status = await store.task(task_id)
     assert status is not None
     assert status["status"] == "succeeded"
     assert msgspec.json.decode(status["result"]) == 5.0
-    stats = await snapshot(store)
+    stats = await store.stats()
     assert stats["totals"]["processed"] == 1
     assert stats["throughput"]["processed"] == 1
     assert stats["latency_seconds"]["processing"]["p50"] is not None
@@ -163,26 +175,32 @@ async def test_processing_records_result_and_figures(
 async def test_redelivered_success_is_not_run_again(
     accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
 ) -> None:
+    # Given a task that was processed once
     accepted = await accepter.accept(body({"type": "echo", "payload": {"message": "once"}}))
-    message = broker.take().body
+    message = delivered(broker)
     await processor.process([message])
-    await processor.process([message])  # the broker redelivers (e.g. the ack was lost)
+    # When the broker redelivers it (e.g. the ack was lost)
+    (again,) = await processor.process([message])
+    # Then it is settled without running again
+    assert again.verdict is Verdict.COMPLETED
     status = await store.task(accepted.ids[0])
     assert status is not None
     assert status["attempts"] == "1"
-    assert (await snapshot(store))["totals"]["processed"] == 1
+    assert (await store.stats())["totals"]["processed"] == 1
 
 
 async def test_cache_hit_and_miss(
     accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
 ) -> None:
+    # Given a cached task type, When the same payload is processed twice and another once
     task = {"type": "add", "payload": {"x": 20, "y": 22}}
     first = await _submit_and_process(accepter, broker, processor, task)
     second = await _submit_and_process(accepter, broker, processor, task)
     other = await _submit_and_process(
         accepter, broker, processor, {"type": "add", "payload": {"x": 1, "y": 1}}
     )
-    cache = (await snapshot(store))["cache"]
+    # Then one hit, two misses, two cached keys, and every task succeeded
+    cache = (await store.stats())["cache"]
     assert (cache["hits"], cache["misses"], cache["keys"]) == (1, 2, 2)
     for task_id in (first, second, other):
         status = await store.task(task_id)
@@ -190,59 +208,99 @@ async def test_cache_hit_and_miss(
         assert status["status"] == "succeeded"
 
 
-async def test_failing_task_is_dead_lettered_after_its_attempts(
+async def test_failing_task_is_retried_then_dead_lettered_after_its_attempts(
     accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
 ) -> None:
+    # Given an accepted task whose handler always fails
     accepted = await accepter.accept(body({"type": "fail", "payload": {"reason": "boom"}}))
-    message = broker.take().body
+    task_id = accepted.ids[0]
     max_attempts = registry.get("fail").max_attempts  # type: ignore[union-attr]
-    statuses = []
-    for _ in range(max_attempts + 1):  # the broker keeps redelivering until its own limit
-        with pytest.raises(TaskFailedError):
-            await processor.process([message])
-        found = await store.task(accepted.ids[0])
+    verdicts, statuses, resent = [], [], []
+    message = delivered(broker)
+    # When each attempt's message is processed in turn
+    for attempt in range(1, max_attempts + 1):
+        (decision,) = await processor.process([message])
+        verdicts.append(decision.verdict)
+        found = await store.task(task_id)
         assert found is not None
         statuses.append(found["status"])
-    assert statuses == ["failed"] * (max_attempts - 1) + ["dead-lettered", "dead-lettered"]
-    assert found["attempts"] == str(max_attempts)  # the handler did not run after the last attempt
-    assert "boom" in found["error"]
-    assert (await snapshot(store))["totals"]["dead_lettered"] == 1
+        if attempt < max_attempts:
+            message = delivered(broker)
+            resent.append(message.message_id)
+    # Then each failed attempt with attempts left was re-sent under its next attempt's id
+    assert verdicts == [Verdict.RETRIED] * (max_attempts - 1) + [Verdict.DEAD_LETTERED]
+    assert statuses == ["failed"] * (max_attempts - 1) + ["dead-lettered"]
+    assert resent == [f"{task_id}.{n}" for n in range(2, max_attempts + 1)]
+    assert broker.messages == []
+    # And the last went to the dead-letter queue with its reason
+    (dead,) = broker.dead_letters
+    assert dead.id == task_id
+    assert dead.headers[DEAD_LETTER_REASON] == "TaskFailed"
+    assert "boom" in dead.headers[DEAD_LETTER_DESCRIPTION]
+    final = await store.task(task_id)
+    assert final is not None
+    assert final["attempts"] == str(max_attempts)
+    assert "boom" in final["error"]
+    assert (await store.stats())["totals"]["dead_lettered"] == 1
+    # And a redelivery of the last message is dropped without running the handler again
+    (late,) = await processor.process([message])
+    assert late.verdict is Verdict.COMPLETED
+    assert (await store.task(task_id) or {})["attempts"] == str(max_attempts)
+    assert len(broker.dead_letters) == 1
 
 
-async def test_undecodable_message_raises_and_keeps_the_reason(processor: Processor, store: Store) -> None:
-    with pytest.raises(DecodeError):
-        await processor.process([b"\x00not json"], ["message-1"])
-    reasons = await store.client.lrange("tl:dead-letters", 0, -1)
+async def test_undecodable_message_is_dead_lettered_and_keeps_the_reason(
+    broker: StubBroker, processor: Processor, store: Store
+) -> None:
+    # When a message that is not a task arrives
+    (decision,) = await processor.process([Delivery(b"\x00not json", "message-1")])
+    # Then it is dead-lettered through the broker, and Valkey keeps the reason
+    assert decision.verdict is Verdict.DEAD_LETTERED
+    (dead,) = broker.dead_letters
+    assert (dead.id, dead.headers[DEAD_LETTER_REASON]) == ("message-1", "Undecodable")
+    reasons = await store.client.lrange("tl:dead-letters", 0, -1)  # type: ignore[misc]
     assert json.loads(reasons[0])["message_id"] == "message-1"
-    assert (await snapshot(store))["totals"]["undecodable"] == 1
+    assert (await store.stats())["totals"]["undecodable"] == 1
 
 
-async def test_batch_succeeds_and_fails_as_one(
+async def test_each_task_of_a_batch_is_decided_on_its_own(
     accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
 ) -> None:
+    # Given a batch with a failing task between two good ones
     accepted = await accepter.accept(body([{"type": "echo"}, {"type": "fail"}, {"type": "echo"}]))
-    messages = [broker.take().body for _ in range(3)]
-    with pytest.raises(TaskFailedError):
-        await processor.process(messages)
+    messages = [delivered(broker) for _ in range(3)]
+    # When it is processed
+    decisions = await processor.process(messages)
+    # Then the good ones complete and only the failing one is re-sent for its second attempt
+    assert [d.verdict for d in decisions] == [Verdict.COMPLETED, Verdict.RETRIED, Verdict.COMPLETED]
     statuses = [(await store.task(i) or {}).get("status") for i in accepted.ids]
     assert statuses == ["succeeded", "failed", "succeeded"]
-    # Redelivery of the whole batch runs only the failed one again
-    with pytest.raises(TaskFailedError):
-        await processor.process(messages)
+    assert [m.id for m in broker.messages] == [f"{accepted.ids[1]}.2"]
+    # And a redelivery of the whole batch runs only the failed one again
+    await processor.process(messages)
     attempts = [(await store.task(i) or {}).get("attempts") for i in accepted.ids]
     assert attempts == ["1", "2", "1"]
 
 
-async def test_handler_timeout_is_a_failure(store: Store) -> None:
-    envelope = TaskEnvelope("t-timeout", "sleep", {"seconds": 0.5}, 0.0)
-    from dataclasses import replace
+class SleepPayload(msgspec.Struct):
+    seconds: float
 
-    quick = Processor(store, registry)
-    sleep_type = registry.get("sleep")
-    assert sleep_type is not None
-    quick._registry = type("R", (), {"get": staticmethod(lambda name: replace(sleep_type, timeout=0.05))})()  # type: ignore[assignment]
-    with pytest.raises(TaskFailedError, match=r"longer than 0\.05s"):
-        await quick.process([envelope.encode()])
+
+async def test_handler_timeout_is_a_failure(broker: StubBroker, store: Store) -> None:
+    # Given a task type whose handler outlives its timeout
+    quick = Registry()
+
+    @quick.task("sleep", timeout=0.05)
+    async def sleep(payload: SleepPayload) -> None:
+        await asyncio.sleep(payload.seconds)
+
+    envelope = TaskEnvelope("t-timeout", "sleep", {"seconds": 0.5}, 0.0)
+    # When it is processed
+    (decision,) = await Processor(store, broker, quick, Hooks()).process([Delivery(envelope.encode())])
+    # Then the attempt failed with the timeout as its reason, and another attempt was sent
+    assert decision.verdict is Verdict.RETRIED
+    assert "longer than 0.05s" in decision.reason
+    assert [m.id for m in broker.messages] == ["t-timeout.2"]
 
 
 async def test_writes_survive_valkey_forgetting_its_scripts(
@@ -262,9 +320,10 @@ async def test_writes_survive_valkey_forgetting_its_scripts(
 async def test_concurrent_invocations_each_get_their_own_answer(
     accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
 ) -> None:
-    # Writes of concurrent invocations share pipelines; each must still see its own result
+    # Given 40 tasks, When each is processed by its own concurrent invocation
     accepted = await accepter.accept(body([{"type": "add", "payload": {"x": i, "y": 1}} for i in range(40)]))
-    messages = [broker.take().body for _ in range(40)]
+    messages = [delivered(broker) for _ in range(40)]
     await asyncio.gather(*(processor.process([m]) for m in messages))
+    # Then writes share pipelines, yet each task has its own result
     results = [msgspec.json.decode((await store.task(i) or {})["result"]) for i in accepted.ids]
     assert results == [float(i + 1) for i in range(40)]

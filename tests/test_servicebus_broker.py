@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,15 +44,24 @@ from shared.errors import BrokerError, ConfigError
 from shared.pipeline.settings import ServiceBusConnection
 from shared.secrets import Secret
 from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
-from tests.doubles.servicebus_http import AtomTransport, Reply, empty_feed, error, path_of, queue_entry
+from tests.doubles.servicebus_http import (
+    AtomTransport,
+    Reply,
+    empty_feed,
+    entities,
+    error,
+    path_of,
+    queue_entry,
+)
 
 QUEUE = "tasks"
+DEAD_LETTER_QUEUE = "tasks.dead-letter"
 TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Diagnostic-Id": "d-1"}
 
 
 @pytest.fixture
 async def namespace() -> AsyncIterator[FakeServiceBus]:
-    async with FakeServiceBus({QUEUE}, max_message_size=4096) as bus:
+    async with FakeServiceBus({QUEUE, DEAD_LETTER_QUEUE}, max_message_size=4096) as bus:
         yield bus
 
 
@@ -183,7 +192,7 @@ async def test_scheduled_at_becomes_the_scheduled_enqueue_time(
 async def test_sends_reuse_one_connection(broker: ServiceBusBroker, namespace: FakeServiceBus) -> None:
     # When three sends follow one another
     for n in range(3):
-        await broker.send(OutgoingMessage(f"task-{n}", b"{}"))
+        await broker.send_batch([OutgoingMessage(f"task-{n}", b"{}")])
 
     # Then one AMQP connection carried them all
     assert namespace.ids(QUEUE) == ["task-0", "task-1", "task-2"]
@@ -208,15 +217,44 @@ async def test_concurrent_sends_take_turns_on_the_shared_sender(namespace: FakeS
 
 async def test_close_then_send_reconnects(broker: ServiceBusBroker, namespace: FakeServiceBus) -> None:
     # Given a broker that sent and was closed
-    await broker.send(OutgoingMessage("task-before", b"{}"))
+    await broker.send_batch([OutgoingMessage("task-before", b"{}")])
     await broker.close()
 
     # When it sends again
-    await broker.send(OutgoingMessage("task-after", b"{}"))
+    await broker.send_batch([OutgoingMessage("task-after", b"{}")])
 
     # Then the message arrives over a new connection
     assert namespace.ids(QUEUE) == ["task-before", "task-after"]
     assert namespace.connections == 2
+
+
+async def test_dead_letters_go_to_the_dead_letter_queue_with_their_reason(
+    broker: ServiceBusBroker, namespace: FakeServiceBus
+) -> None:
+    # Given a task that failed for good, its reason in the headers Service Bus uses for dead letters
+    reason = {"DeadLetterReason": "MaxAttemptsExceeded", "DeadLetterErrorDescription": "failed 5 times"}
+    dead = OutgoingMessage("task-dead", b'{"n": 1}', reason)
+
+    # When it is dead-lettered
+    await broker.dead_letter([dead])
+
+    # Then it is in the queue tasks.dead-letter, as sent, and not in the work queue
+    assert broker.dead_letter_queue == DEAD_LETTER_QUEUE
+    assert namespace.ids(DEAD_LETTER_QUEUE) == ["task-dead"]
+    assert namespace.ids(QUEUE) == []
+    (stored,) = namespace.messages
+    assert (stored.body, stored.application_properties) == (b'{"n": 1}', reason)
+
+
+async def test_dead_lettering_without_a_dead_letter_queue_is_a_broker_error_naming_it() -> None:
+    # Given a namespace where infra/ made the work queue but not its dead-letter queue
+    async with FakeServiceBus({QUEUE}) as bus:
+        broker = broker_for(bus)
+
+        # When / Then
+        with pytest.raises(BrokerError, match=r"queue 'tasks.dead-letter': the queue does not exist"):
+            await broker.dead_letter([OutgoingMessage("task-dead", b"{}")])
+        await broker.close()
 
 
 async def test_an_empty_batch_opens_no_connection(
@@ -231,7 +269,7 @@ async def test_a_missing_queue_is_a_broker_error_naming_it(namespace: FakeServic
     broker = broker_for(namespace, "no-such-queue")
 
     with pytest.raises(BrokerError, match=r"queue 'no-such-queue': the queue does not exist") as raised:
-        await broker.send(OutgoingMessage("task-1", b"{}"))
+        await broker.send_batch([OutgoingMessage("task-1", b"{}")])
     await broker.close()
 
     assert isinstance(raised.value.__cause__, MessagingEntityNotFoundError)
@@ -246,7 +284,7 @@ async def test_a_wrong_key_is_refused_and_never_shown(
 
     # When it sends, with every logger recording
     with caplog.at_level(logging.DEBUG), pytest.raises(BrokerError) as raised:
-        await broker.send(OutgoingMessage("task-1", b"{}"))
+        await broker.send_batch([OutgoingMessage("task-1", b"{}")])
     await broker.close()
 
     # Then the error says access was refused, and neither it nor any log line shows the key
@@ -263,7 +301,7 @@ async def test_a_rejected_send_is_a_broker_error_with_the_services_reason(
     namespace.reject_next = (b"com.microsoft:server-busy", "The server is busy. Retry later.")
 
     with pytest.raises(BrokerError, match=r"queue 'tasks'.*The server is busy") as raised:
-        await broker.send(OutgoingMessage("task-1", b"{}"))
+        await broker.send_batch([OutgoingMessage("task-1", b"{}")])
 
     assert isinstance(raised.value.__cause__, ServiceBusServerBusyError)
     assert namespace.messages == []
@@ -275,7 +313,7 @@ async def test_a_transient_rejection_is_retried_by_the_sdk(namespace: FakeServic
     namespace.reject_next = (b"com.microsoft:server-busy", "The server is busy. Retry later.")
 
     # When
-    await broker.send(OutgoingMessage("task-1", b"{}"))
+    await broker.send_batch([OutgoingMessage("task-1", b"{}")])
     await broker.close()
 
     # Then the retry got it through, once
@@ -293,7 +331,7 @@ async def test_an_unreachable_namespace_is_a_broker_error() -> None:
     )
 
     with pytest.raises(BrokerError, match=r"could not send 1 messages to queue 'tasks'") as raised:
-        await broker.send(OutgoingMessage("task-1", b"{}"))
+        await broker.send_batch([OutgoingMessage("task-1", b"{}")])
     await broker.close()
 
     assert isinstance(raised.value.__cause__, ServiceBusConnectionError)
@@ -319,11 +357,17 @@ def test_a_connection_without_namespace_or_string_is_a_config_error() -> None:
 # --- backlog -----------------------------------------------------------------------------------
 
 
-def backlog_broker(answer: Reply | None = None, queue: str = QUEUE) -> tuple[ServiceBusBroker, AtomTransport]:
-    """A broker on a connection string whose administration client talks to ``AtomTransport``."""
-    transport = AtomTransport(
-        lambda request: answer or queue_entry("h", queue, active=0, dead_lettered=0, scheduled=0)
-    )
+def backlog_broker(
+    answer: Reply | Callable[[HttpRequest], Reply] | None = None, queue: str = QUEUE
+) -> tuple[ServiceBusBroker, AtomTransport]:
+    """A broker on a connection string whose administration client talks to ``AtomTransport``.
+
+    ``answer`` is a reply to every request, or a function of the request; by default the queue and
+    its dead-letter queue exist, empty.
+    """
+    if answer is None:
+        answer = entities({name: empty_queue(name) for name in (queue, f"{queue}.dead-letter")})
+    transport = AtomTransport(answer if callable(answer) else lambda request: answer)
     connection_string = (
         f"Endpoint=sb://tasklane.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
         f"SharedAccessKey={KEY}"
@@ -332,24 +376,48 @@ def backlog_broker(answer: Reply | None = None, queue: str = QUEUE) -> tuple[Ser
     return ServiceBusBroker(connection, queue, retry_total=0, http_transport=transport), transport
 
 
-async def test_backlog_reads_the_queues_runtime_counts() -> None:
-    # Given a queue with 7 active, 2 dead-lettered and 3 scheduled messages
+def empty_queue(name: str) -> Reply:
+    return queue_entry("tasklane.servicebus.windows.net", name, active=0, dead_lettered=0, scheduled=0)
+
+
+async def test_backlog_reads_the_runtime_counts_of_the_queue_and_its_dead_letter_queue() -> None:
+    # Given a queue with 7 active, 2 dead-lettered (in its own subqueue) and 3 scheduled messages,
+    # and 4 messages waiting in its dead-letter queue
+    host = "tasklane.servicebus.windows.net"
     broker, transport = backlog_broker(
-        queue_entry("tasklane.servicebus.windows.net", QUEUE, active=7, dead_lettered=2, scheduled=3)
+        entities(
+            {
+                QUEUE: queue_entry(host, QUEUE, active=7, dead_lettered=2, scheduled=3),
+                DEAD_LETTER_QUEUE: queue_entry(
+                    host, DEAD_LETTER_QUEUE, active=4, dead_lettered=0, scheduled=0
+                ),
+            }
+        )
     )
 
     # When
     backlog = await broker.backlog()
     await broker.close()
 
-    # Then the counts are the service's, read from GET /<queue> signed with the namespace key
-    assert (backlog.queue, backlog.active, backlog.dead_lettered, backlog.scheduled) == (QUEUE, 7, 2, 3)
+    # Then active and scheduled are the queue's, and every dead letter counts: 2 + 4
+    assert (backlog.queue, backlog.active, backlog.dead_lettered, backlog.scheduled) == (QUEUE, 7, 6, 3)
     assert backlog.total == 10
-    (request,) = transport.requests
-    assert request.method == "GET"
-    assert request.url.startswith("https://tasklane.servicebus.windows.net/tasks?")
-    assert request.headers["Authorization"].startswith("SharedAccessSignature sr=")
+    # And they were read from GET /<queue> and GET /<queue>.dead-letter, signed with the namespace key
+    assert sorted(path_of(r) for r in transport.requests) == [f"/{QUEUE}", f"/{DEAD_LETTER_QUEUE}"]
+    assert all(r.method == "GET" for r in transport.requests)
+    assert all(r.url.startswith(f"https://{host}/") for r in transport.requests)
+    assert all(r.headers["Authorization"].startswith("SharedAccessSignature sr=") for r in transport.requests)
     assert transport.closed
+
+
+async def test_backlog_without_a_dead_letter_queue_is_a_broker_error_naming_it() -> None:
+    # Given a namespace that has the work queue but not its dead-letter queue
+    broker, _ = backlog_broker(entities({QUEUE: empty_queue(QUEUE)}))
+
+    # When / Then
+    with pytest.raises(BrokerError, match=r"the queue does not exist.*tasks\.dead-letter"):
+        await broker.backlog()
+    await broker.close()
 
 
 async def test_backlog_of_a_queue_the_namespace_does_not_have_names_the_queue() -> None:
@@ -432,11 +500,18 @@ async def test_an_identity_connection_uses_the_managed_identity_and_closes_it(
     namespace = "tasklane.servicebus.windows.net"
     requests: list[HttpRequest] = []
 
+    queues = entities(
+        {
+            QUEUE: queue_entry(namespace, QUEUE, active=4, dead_lettered=0, scheduled=0),
+            DEAD_LETTER_QUEUE: queue_entry(
+                namespace, DEAD_LETTER_QUEUE, active=0, dead_lettered=0, scheduled=0
+            ),
+        }
+    )
+
     def answer(request: HttpRequest) -> Reply:
         requests.append(request)
-        if path_of(request) != f"/{QUEUE}":
-            return empty_feed()
-        return queue_entry(namespace, QUEUE, active=4, dead_lettered=0, scheduled=0)
+        return queues(request)
 
     connection = ServiceBusConnection(fully_qualified_namespace=namespace, client_id="00000000-aaaa-bbbb")
     broker = ServiceBusBroker(connection, QUEUE, http_transport=AtomTransport(answer))
@@ -445,11 +520,12 @@ async def test_an_identity_connection_uses_the_managed_identity_and_closes_it(
     backlog = await broker.backlog()
     await broker.close()
 
-    # Then one credential, for that identity, signed the request with a bearer token, and was closed
+    # Then one credential, for that identity, signed both requests with a bearer token, and was closed
     assert backlog.active == 4
     (credential,) = fixed_identity
     assert credential.options == {"managed_identity_client_id": "00000000-aaaa-bbbb"}
-    assert credential.scopes == ["https://servicebus.azure.net//.default"]
-    assert requests[0].url.startswith(f"https://{namespace}/{QUEUE}?")
-    assert requests[0].headers["Authorization"] == "Bearer identity-token"
+    assert set(credential.scopes) == {"https://servicebus.azure.net//.default"}
+    assert sorted(path_of(r) for r in requests) == [f"/{QUEUE}", f"/{DEAD_LETTER_QUEUE}"]
+    assert all(r.url.startswith(f"https://{namespace}/") for r in requests)
+    assert all(r.headers["Authorization"] == "Bearer identity-token" for r in requests)
     assert credential.closed

@@ -10,11 +10,11 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared import telemetry
 from shared.brokers.base import Backlog
 from shared.pipeline.envelope import TaskEnvelope
-from shared.store.store import Outcome
+from shared.pipeline.outcome import Outcome
 from shared.telemetry import instruments as telemetry_metrics
+from shared.telemetry.hooks import MetricsHooks
 from tests.hosting import ROOT
 
 SIGNOZ = ROOT / "infra" / "signoz"
@@ -31,17 +31,18 @@ def _builder_queries(document: dict[str, Any]) -> list[dict[str, Any]]:
 def emitted() -> dict[str, set[str]]:
     """Every metric the app records, with the attribute keys of its points."""
     reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
     instruments = telemetry_metrics.Instruments()
-    instruments.create(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    instruments.create(provider.get_meter("test"))
     envelope = TaskEnvelope("t-1", "add", {}, 0.0)
+    hooks = MetricsHooks(provider)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(telemetry_metrics, "instruments", instruments)
-        patch.setattr(telemetry, "active", True)
-        telemetry.record_accepted([envelope])
-        telemetry.record_outcomes(
+        hooks.accepted([envelope])
+        hooks.recorded(
             [Outcome(envelope, 1.0, 0.1, cache_hit=True), Outcome(envelope, 1.0, 0.1, cache_hit=False)]
         )
-        telemetry.record_backlog(Backlog("tasks", active=1, dead_lettered=0, scheduled=0))
+        hooks.backlog(Backlog("tasks", active=1, dead_lettered=0, scheduled=0))
     data = reader.get_metrics_data()
     assert data is not None
     found: dict[str, set[str]] = {}

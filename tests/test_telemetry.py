@@ -13,6 +13,7 @@ import aio_pika
 import pytest
 
 from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
+from shared.tasks import registry
 from tests.conftest import RABBITMQ_URL
 from tests.hosting import RunningHost, eventually, start_host
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
@@ -23,6 +24,8 @@ INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5  # opentelemetry.pr
 ROLES = {"http", "send", "process", "task", "valkey record_accepted", "valkey begin", "valkey record"}
 #: host.json's extensions.rabbitMQ.prefetchCount: deliveries the trigger holds unacknowledged.
 PREFETCH = 30
+#: The ``fail`` task type's attempts: the last one is dead-lettered.
+FAIL_ATTEMPTS = registry.get("fail").max_attempts  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +161,22 @@ def test_metrics_count_accepted_and_processed_tasks(host: RunningHost, receiver:
 
 
 def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, receiver: OTLPReceiver) -> None:
-    # When a task fails
+    # When a task fails on every attempt (each failed attempt is re-sent, the last dead-lettered)
     task_id = _submit(host, {"type": "fail", "payload": {}})["id"]
-    # Then its warning arrives as an OTLP log record inside the task's trace, naming the task
     spans = _whole_trace(receiver, task_id)
 
+    def handler_spans() -> list[ReceivedSpan]:
+        return [
+            s
+            for s in receiver.received.snapshot_spans()
+            if s.name == "task fail" and s.attributes.get("tasklane.task.id") == task_id
+        ]
+
+    eventually(lambda: len(handler_spans()) == FAIL_ATTEMPTS, timeout=15)
+    # Then every attempt stays in the task's one trace, the re-sent ones included
+    assert {s.trace_id for s in handler_spans()} == {spans["http"].trace_id}
+
+    # And its warnings arrive as OTLP log records inside that trace, each in its attempt's span
     def logged() -> list[Any]:
         return [
             r
@@ -170,23 +184,19 @@ def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, recei
             if r.attributes.get("task_id") == task_id and "failed" in r.body
         ]
 
-    eventually(logged, timeout=10)
-    record = logged()[0]
-    assert record.trace_id == spans["task"].trace_id
-    handler_spans = {
-        s.span_id
-        for s in receiver.received.snapshot_spans()
-        if s.name == "task fail" and s.attributes.get("tasklane.task.id") == task_id
-    }
-    assert record.span_id in handler_spans
-    # And the failed attempt is counted by outcome
-    eventually(
-        lambda: any(
-            p.attributes == {"type": "fail", "outcome": "failed"}
-            for p in receiver.received.snapshot_points("tasklane.tasks.processed")
-        ),
-        timeout=10,
-    )
+    eventually(lambda: len(logged()) == FAIL_ATTEMPTS, timeout=10)
+    for record in logged():
+        assert record.trace_id == spans["http"].trace_id
+        assert record.span_id in {s.span_id for s in handler_spans()}
+    # And the failed attempts and the final dead-lettering are counted by outcome
+    for outcome in ("failed", "dead_lettered"):
+        eventually(
+            lambda outcome=outcome: any(
+                p.attributes == {"type": "fail", "outcome": outcome}
+                for p in receiver.received.snapshot_points("tasklane.tasks.processed")
+            ),
+            timeout=10,
+        )
 
 
 def test_backlog_gauge_carries_the_queue_depth(host: RunningHost, receiver: OTLPReceiver) -> None:

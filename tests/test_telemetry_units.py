@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -15,19 +16,21 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from shared import tasks as _builtin_tasks  # noqa: F401
 from shared import telemetry
 from shared.brokers.base import OutgoingMessage
 from shared.brokers.servicebus import ServiceBusBroker
+from shared.brokers.stub import StubBroker
+from shared.pipeline.delivery import Delivery, TraceContext
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.process import Processor
-from shared.pipeline.registry import registry
 from shared.pipeline.settings import ServiceBusConnection
 from shared.secrets import Secret
 from shared.store.store import Store
+from shared.tasks import registry
 from shared.telemetry import instruments as telemetry_metrics
 from shared.telemetry import tracecontext
 from shared.telemetry.console import ConsoleTraceProcessor
+from shared.telemetry.hooks import TracingHooks
 from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
 from tests.hosting import ROOT
 
@@ -58,7 +61,7 @@ SPAN = "00f067aa0ba902b7"
 def test_one_extractor_reads_traceparent_or_diagnostic_id(
     headers: dict[str, object], expected: tuple[str, str, int] | None
 ) -> None:
-    found = tracecontext.extract(headers)
+    found = tracecontext.parse(TraceContext.from_headers(headers))
     if expected is None:
         assert found is None
     else:
@@ -68,36 +71,45 @@ def test_one_extractor_reads_traceparent_or_diagnostic_id(
 
 
 def test_tracestate_travels_with_the_parent() -> None:
-    found = tracecontext.extract({"traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": "vendor=1"})
+    found = tracecontext.parse(TraceContext.of(f"00-{TRACE}-{SPAN}-01", "vendor=1"))
     assert found is not None
     assert found.trace_state.to_header() == "vendor=1"
     assert tracecontext.format_traceparent(found) == f"00-{TRACE}-{SPAN}-01"
 
 
 @pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
-    """Telemetry switched on for this test only, spans kept in memory (no global provider)."""
-    exporter = InMemorySpanExporter()
+def spans() -> InMemorySpanExporter:
+    """Where the :func:`hooks` fixture's spans are kept, in memory (no global provider)."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def hooks(spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch) -> TracingHooks:
+    """Telemetry switched on for this test only: the tracing hooks over an in-memory tracer."""
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
     instruments = telemetry_metrics.Instruments()
-    instruments.create(MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("test"))
-    monkeypatch.setattr(telemetry, "active", True)
-    monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
+    instruments.create(meters.get_meter("test"))
     monkeypatch.setattr(telemetry_metrics, "instruments", instruments)
-    return exporter
+    return TracingHooks(meters, provider.get_tracer("test"))
 
 
 async def test_a_batch_links_every_producer_and_each_task_stays_in_its_trace(
-    spans: InMemorySpanExporter, store: Store
+    hooks: TracingHooks, spans: InMemorySpanExporter, store: Store
 ) -> None:
     # Given two messages sent from two different traces (a Service Bus batch)
     producers = [f"00-{n * 32}-{n * 16}-01" for n in ("a", "b")]
     envelopes = [TaskEnvelope(f"task-{n}", "echo", {"n": n}, 0.0) for n in range(2)]
-    processor = Processor(store, registry, system="servicebus", queue="tasks")
+    broker = StubBroker("tasks")
+    broker.system = "servicebus"
+    processor = Processor(store, broker, registry, hooks)
     # When they are processed as one batch
     await processor.process(
-        [e.encode() for e in envelopes], [e.id for e in envelopes], [{"Diagnostic-Id": p} for p in producers]
+        [
+            Delivery(e.encode(), e.id, trace=TraceContext.from_headers({"Diagnostic-Id": p}))
+            for e, p in zip(envelopes, producers, strict=True)
+        ]
     )
     # Then the process span is linked to both producers, and each handler span continues its task's trace
     finished: list[ReadableSpan] = list(spans.get_finished_spans())
@@ -139,16 +151,16 @@ def test_without_an_endpoint_nothing_is_installed() -> None:
     code = (
         "import json, sys, function_app\n"
         "from opentelemetry import trace\n"
-        "from shared import telemetry\n"
-        "print(json.dumps([telemetry.active, 'opentelemetry.sdk.trace' in sys.modules,"
+        "from shared.pipeline import root\n"
+        "print(json.dumps([type(root.hooks()).__name__, 'opentelemetry.sdk.trace' in sys.modules,"
         " type(trace.get_tracer_provider()).__name__]))\n"
     )
     environ = {"PATH": "/usr/bin:/bin", "TASKLANE_PROFILE": "local", "TASKS_QUEUE": "tasks"}
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, check=True
     )
-    # Then telemetry stays off, the SDK is not even imported, and nothing is printed
-    assert json.loads(done.stdout) == [False, False, "ProxyTracerProvider"]
+    # Then the pipeline gets the silent hooks, the SDK is not even imported, and nothing is printed
+    assert json.loads(done.stdout) == ["Hooks", False, "ProxyTracerProvider"]
     assert done.stderr == ""
 
 
@@ -182,22 +194,26 @@ def test_resource_names_the_app_and_azure_where_it_runs() -> None:
 
 
 async def test_a_service_bus_send_is_a_producer_span_whose_context_travels_in_the_properties(
-    spans: InMemorySpanExporter,
+    hooks: TracingHooks, spans: InMemorySpanExporter
 ) -> None:
     # Given a Service Bus queue (the SDK against an AMQP double) and a task sent inside a request span
     async with FakeServiceBus({"tasks"}) as bus:
         broker = ServiceBusBroker(
             ServiceBusConnection(connection_string=Secret(bus.connection_string(KEY))), "tasks", retry_total=0
         )
-        with telemetry.invocation_span("POST /api/tasks", f"00-{TRACE}-{SPAN}-01") as request:
-            # When it is sent
-            await broker.send_batch([OutgoingMessage("task-1", b"{}")])
+        caller = TraceContext.of(f"00-{TRACE}-{SPAN}-01")
+        with hooks.request("/api/tasks", "POST", caller):
+            request = trace.get_current_span().get_span_context()
+            # When it is sent through the sending hook, as the accepter sends
+            messages = [OutgoingMessage("task-1", b"{}")]
+            with hooks.sending(broker.system, broker.queue, messages) as traced:
+                await broker.send_batch(traced)
         await broker.close()
         received = bus.messages[0].application_properties
     # Then the send is a producer span under the request, with the messaging attributes
     (send,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.PRODUCER]
     assert send.parent is not None
-    assert send.parent.span_id == request.get_span_context().span_id
+    assert send.parent.span_id == request.span_id
     expected_attributes = {
         "messaging.system": "servicebus",
         "messaging.operation": "send",
@@ -209,19 +225,23 @@ async def test_a_service_bus_send_is_a_producer_span_whose_context_travels_in_th
     # And the message carries its context as traceparent and Diagnostic-Id, which the extractor reads
     expected = f"00-{TRACE}-{send.context.span_id:016x}-01"
     assert received == {"traceparent": expected, "Diagnostic-Id": expected}
-    found = tracecontext.extract(received)
+    found = tracecontext.parse(TraceContext.from_headers(received))
     assert found is not None
     assert found.span_id == send.context.span_id
 
 
-def test_console_lines_inside_a_span_name_the_trace_span_and_task(spans: InMemorySpanExporter) -> None:
+def test_console_lines_inside_a_span_name_the_trace_span_and_task(hooks: TracingHooks) -> None:
     # Given the console handler's format wrapped, and records made with the correlation fields
     formatter = telemetry.CorrelatedFormatter(logging.Formatter("%(levelname)s %(message)s"))
     make = telemetry._correlated_record_factory(logging.LogRecord)
     envelope = TaskEnvelope("task-7", "echo", {}, 0.0)
     outside = make("x", logging.INFO, __file__, 1, "before", (), None)
     # When a record is made inside a task's span
-    with telemetry.task_span(envelope, None, None) as span:
+    with (
+        hooks.processing("stub", "tasks", [Delivery(envelope.encode(), envelope.id)]) as scope,
+        scope.running(envelope, 0),
+    ):
+        span = trace.get_current_span()
         inside = make("x", logging.WARNING, __file__, 1, "Task %s failed", ("task-7",), None)
     # Then its line ends with the trace, span and task; a record outside any span is unchanged
     context = span.get_span_context()

@@ -7,6 +7,7 @@ then resolve ``%Setting%`` expressions in each binding as the host does at index
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -90,6 +91,13 @@ def load_app(app_dir: Path, environ: Mapping[str, str]) -> list[Any]:
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
     module_name = script.stem
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() != script.resolve():
+        # A module of that name imported from elsewhere (another app in this process) is not the script.
+        del sys.modules[module_name]
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(app_dir))
+        sys.path.insert(0, str(app_dir))
     try:
         module = importlib.import_module(module_name)
     except BaseException as exc:

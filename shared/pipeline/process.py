@@ -201,15 +201,17 @@ class Processor:
                 found.append((_VERDICTS[outcome.status], outcome.error))
         return found
 
-    @staticmethod
     async def _send(
+        self,
         outcomes: Sequence[Outcome],
         send: Callable[[Sequence[OutgoingMessage]], Awaitable[None]],
         messages: Sequence[OutgoingMessage],
     ) -> dict[str, str]:
         """The tasks whose messages the broker did not take, with the reason; empty when all went."""
         try:
-            await send(messages)
+            # Through the sending hook, so that the next attempt stays in the task's trace.
+            with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
+                await send(traced)
         except BrokerError as exc:
             log.error("Could not settle %d task(s) through the broker, handed back: %s", len(outcomes), exc)
             return {o.envelope.id: str(exc) for o in outcomes}

@@ -40,7 +40,8 @@ _KEYS = {
 
 
 # Plain exceptions rather than tasklane's hierarchy: this module belongs to the platform both the app
-# and the host share. Callers catch these two by name (shared.pipeline.settings turns the first into a ConfigError).
+# and the host share. Callers catch these two by name (shared.pipeline.settings makes the first a
+# ConfigError).
 class KeyVaultReferenceError(ValueError):
     """A value that starts like a Key Vault reference but is not a valid one; the message says why."""
 

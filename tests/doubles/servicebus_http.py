@@ -10,7 +10,7 @@ exist, and an ``<Error>`` document for 401/403/404.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -77,6 +77,14 @@ def empty_feed() -> Reply:
         "<generator>Service Bus 1.1</generator></feed>"
     )
     return Reply(200, body, "application/atom+xml; type=feed; charset=utf-8")
+
+
+def entities(replies: Mapping[str, Reply]) -> Callable[[HttpRequest], Reply]:
+    """Answers ``GET /<entity>`` with ``replies[entity]``, and as for a missing queue otherwise.
+
+    The broker's backlog reads two entities, the work queue and ``<queue>.dead-letter``.
+    """
+    return lambda request: replies.get(path_of(request).strip("/")) or empty_feed()
 
 
 def error(status: int, detail: str) -> Reply:
