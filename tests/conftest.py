@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 
 from shared.store.store import Store
+from tests.private_valkey import private_valkey_url
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-VALKEY_URL = os.environ.get("TEST_VALKEY_URL", "valkey://127.0.0.1:6379/15")
 AZURITE_CONNECTION_STRING = os.environ.get(
     "TEST_AZURITE_CONNECTION_STRING",
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
 )
-_PORTS = {"rabbitmq": 5672, "valkey": 6379, "azurite": 10000}
+_PORTS = {"rabbitmq": 5672, "azurite": 10000}
 
 
 def _answers(port: int) -> bool:
@@ -45,7 +45,13 @@ def skip_or_fail(reason: str) -> None:
 
 
 def require_service(name: str) -> None:
-    """Skip (locally) or fail (CI) when ``name`` does not answer on its port."""
+    """Skip (locally) or fail (CI) when ``name`` does not answer on its port.
+
+    Valkey is the session's own, started here on first use.
+    """
+    if name == "valkey":
+        private_valkey(0)
+        return
     port = _PORTS[name]
     if not _answers(port):
         skip_or_fail(
@@ -67,13 +73,23 @@ def rabbitmq_url() -> str:
 
 @pytest.fixture
 def valkey_url() -> str:
-    require_service("valkey")
-    return VALKEY_URL
+    """Database 15 of this session's own Valkey (``TEST_VALKEY_URL`` chooses another server)."""
+    return os.environ.get("TEST_VALKEY_URL") or private_valkey(15)
+
+
+def private_valkey(database: int) -> str:
+    """A database of this session's own Valkey, started on first use; skipped or failed without one."""
+    try:
+        return private_valkey_url(database)
+    except RuntimeError as exc:
+        skip_or_fail(str(exc))
+        raise
 
 
 @pytest.fixture
 async def store(valkey_url: str) -> AsyncIterator[Store]:
-    """The pipeline's Valkey store on the test database, emptied before and after."""
+    """The pipeline's Valkey store on the test database of the session's own Valkey, emptied before and
+    after (never a developer's: see ``tests/private_valkey.py``)."""
     found = Store(valkey_url)
     await found.client.flushdb()
     yield found

@@ -67,6 +67,12 @@ def _remember_answer(response: httpx.Response) -> None:
     ANSWERS.add((response.request.method, response.request.url.path, response.status_code))
 
 
+def _private_valkey(database: int) -> str:
+    from tests.private_valkey import private_valkey_url  # late: private_valkey imports this module
+
+    return private_valkey_url(database)
+
+
 def start_host(
     app_dir: Path = ROOT, *, settings: dict[str, str] | None = None, wait: bool = True
 ) -> RunningHost:
@@ -79,7 +85,8 @@ def start_host(
         "TASKS_QUEUE": f"e2e-{uuid.uuid4().hex[:12]}",
         # Hosts sharing an id share timer leases: each test host is an app of its own.
         "AzureFunctionsWebHost__hostid": f"e2e-{uuid.uuid4().hex[:12]}",
-        "VALKEY_URL": "valkey://127.0.0.1:6379/14",
+        # Database 14 of the session's own Valkey, unless the test names another.
+        **({} if "VALKEY_URL" in (settings or {}) else {"VALKEY_URL": _private_valkey(14)}),
         "RabbitMQConnection": "amqp://guest:guest@127.0.0.1:5672/",
         "FUNCTIONS_HOST_KEY": key,
         "BACKLOG_SCHEDULE": "*/1 * * * * *",

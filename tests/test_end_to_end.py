@@ -16,6 +16,7 @@ import valkey
 from local import services
 from shared.platform.rabbitmq_topology import delete_queue_topology
 from tests.hosting import RunningHost, eventually, free_port, start_host
+from tests.private_valkey import private_valkey_url
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
 
@@ -154,11 +155,11 @@ def test_backpressure_answers_429(tmp_path: Path) -> None:
         settings={
             "TASKS_MAX_BACKLOG": "5",
             "BACKLOG_SCHEDULE": "0 0 0 1 1 *",
-            "VALKEY_URL": "valkey://127.0.0.1:6379/13",
+            "VALKEY_URL": private_valkey_url(13),
         }
     )
     try:
-        client = valkey.Valkey.from_url("valkey://127.0.0.1:6379/13")
+        client = valkey.Valkey.from_url(private_valkey_url(13))
         eventually(lambda: client.get("tl:backlog") is not None)
         snapshot = json.loads(client.get("tl:backlog"))  # type: ignore[arg-type]
         client.set("tl:backlog", json.dumps({**snapshot, "active": 6}))
