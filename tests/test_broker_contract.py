@@ -35,8 +35,8 @@ from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
 from shared.errors import BrokerError
 from shared.pipeline.process import DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON
-from shared.pipeline.settings import ServiceBusConnection
 from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
+from shared.platform.servicebus_connection import ServiceBusConnection, resolve_connection
 from shared.secrets import Secret
 from tests.doubles.servicebus_amqp import FakeServiceBus
 from tests.doubles.servicebus_http import AtomTransport, Reply, empty_feed, path_of, queue_entry
@@ -289,9 +289,9 @@ def _servicebus_connection() -> tuple[ServiceBusConnection, str] | None:
     if not queue or not (namespace or connection_string):
         return None
     if connection_string:
-        return ServiceBusConnection(connection_string=Secret(connection_string)), queue
-    client_id = os.environ.get("ServiceBusConnection__clientId", "").strip() or None  # noqa: SIM112
-    return ServiceBusConnection(fully_qualified_namespace=namespace, client_id=client_id), queue
+        return ServiceBusConnection.from_connection_string(connection_string), queue
+    # The identity settings as the app reads them (ServiceBusConnection__credential, __clientId...).
+    return resolve_connection(os.environ, "ServiceBusConnection"), queue
 
 
 async def _servicebus(
@@ -306,7 +306,7 @@ async def _servicebus(
 
     def unreachable() -> Broker:
         nowhere = "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=none;SharedAccessKey=bm9uZQ==;UseDevelopmentEmulator=true"
-        return ServiceBusBroker(ServiceBusConnection(connection_string=Secret(nowhere)), queue, retry_total=0)
+        return ServiceBusBroker(ServiceBusConnection.from_connection_string(nowhere), queue, retry_total=0)
 
     broker = ServiceBusBroker(connection, queue, http_transport=http_transport)
     if real:
@@ -349,23 +349,21 @@ async def _servicebus_double() -> AsyncIterator[Harness]:
             return queue_entry(namespace, entity, active=bus.active(entity), dead_lettered=0, scheduled=0)
 
         transport = AtomTransport(runtime_properties)
-        connection = ServiceBusConnection(connection_string=Secret(bus.connection_string()))
+        connection = ServiceBusConnection.from_connection_string(bus.connection_string())
         async for harness in _servicebus(connection, queue, real=False, http_transport=transport):
             yield harness
 
 
 async def _read_servicebus(connection: ServiceBusConnection, queue: str, wait: float) -> list[Received]:
     """Receive and delete everything on the queue; ``wait`` is how long an empty queue is waited on."""
-    from azure.identity.aio import DefaultAzureCredential
     from azure.servicebus import ServiceBusReceiveMode
     from azure.servicebus.aio import ServiceBusClient
 
     credential = None
-    if connection.connection_string is not None:
-        client = ServiceBusClient.from_connection_string(connection.connection_string.reveal())
+    if connection.kind == "connection_string":
+        client = ServiceBusClient.from_connection_string(connection.connection_string)
     else:
-        assert connection.fully_qualified_namespace is not None
-        credential = DefaultAzureCredential(managed_identity_client_id=connection.client_id)
+        credential = connection.credential()
         client = ServiceBusClient(connection.fully_qualified_namespace, credential)
     received = []
     try:

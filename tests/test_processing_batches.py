@@ -26,8 +26,9 @@ from shared.brokers.stub import StubBroker
 from shared.pipeline import root
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.root import Pipeline
-from shared.pipeline.settings import RabbitMQConnection, ServiceBusConnection, Settings
+from shared.pipeline.settings import RabbitMQConnection, ServiceBusSettings, Settings
 from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
+from shared.platform.servicebus_connection import ServiceBusConnection
 from shared.secrets import Secret
 from shared.store.store import Store
 from shared.tasks import registry
@@ -55,7 +56,7 @@ async def test_a_service_bus_batch_runs_the_good_messages_once_and_dead_letters_
     # Given the app's Service Bus processing function, a pipeline on real Valkey, and a batch of
     # two tasks with a message between them that is not a task
     broker = StubBroker("tasks")
-    settings = Settings(broker=ServiceBusConnection(connection_string=Secret("unused")))
+    settings = Settings(broker=ServiceBusSettings(ServiceBusConnection.from_connection_string("unused")))
     root.install(Pipeline(settings, registry, store, broker))
     app = func.FunctionApp()
     processing.servicebus_trigger(app)

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import azure.identity.aio
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -37,12 +38,10 @@ from azure.servicebus.exceptions import (
     ServiceBusServerBusyError,
 )
 
-from shared.brokers import servicebus as servicebus_module
 from shared.brokers.base import OutgoingMessage
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.errors import BrokerError, ConfigError
-from shared.pipeline.settings import ServiceBusConnection
-from shared.secrets import Secret
+from shared.platform.servicebus_connection import ServiceBusConnection
 from tests.doubles.servicebus_amqp import KEY, FakeServiceBus
 from tests.doubles.servicebus_http import (
     AtomTransport,
@@ -69,7 +68,7 @@ def broker_for(
     bus: FakeServiceBus, queue: str = QUEUE, *, key: str = KEY, **options: Any
 ) -> ServiceBusBroker:
     options.setdefault("retry_total", 0)  # each failure below is meant to surface, not be retried
-    connection = ServiceBusConnection(connection_string=Secret(bus.connection_string(key)))
+    connection = ServiceBusConnection.from_connection_string(bus.connection_string(key))
     return ServiceBusBroker(connection, queue, **options)
 
 
@@ -327,7 +326,7 @@ async def test_an_unreachable_namespace_is_a_broker_error() -> None:
         "UseDevelopmentEmulator=true"
     )
     broker = ServiceBusBroker(
-        ServiceBusConnection(connection_string=Secret(connection_string)), QUEUE, retry_total=0
+        ServiceBusConnection.from_connection_string(connection_string), QUEUE, retry_total=0
     )
 
     with pytest.raises(BrokerError, match=r"could not send 1 messages to queue 'tasks'") as raised:
@@ -339,7 +338,7 @@ async def test_an_unreachable_namespace_is_a_broker_error() -> None:
 
 def test_a_malformed_connection_string_names_the_setting_not_the_value() -> None:
     value = "sb://tasklane.servicebus.windows.net;key=hunter2"
-    broker = ServiceBusBroker(ServiceBusConnection(connection_string=Secret(value)), QUEUE)
+    broker = ServiceBusBroker(ServiceBusConnection.from_connection_string(value), QUEUE)
 
     with pytest.raises(
         ConfigError, match="ServiceBusConnection is not a Service Bus connection string"
@@ -347,11 +346,6 @@ def test_a_malformed_connection_string_names_the_setting_not_the_value() -> None
         broker._servicebus_client()
 
     assert "hunter2" not in str(raised.value)
-
-
-def test_a_connection_without_namespace_or_string_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="ServiceBusConnection"):
-        ServiceBusBroker(ServiceBusConnection(), QUEUE)
 
 
 # --- backlog -----------------------------------------------------------------------------------
@@ -372,7 +366,7 @@ def backlog_broker(
         f"Endpoint=sb://tasklane.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
         f"SharedAccessKey={KEY}"
     )
-    connection = ServiceBusConnection(connection_string=Secret(connection_string))
+    connection = ServiceBusConnection.from_connection_string(connection_string)
     return ServiceBusBroker(connection, queue, retry_total=0, http_transport=transport), transport
 
 
@@ -489,7 +483,7 @@ class FixedTokenCredential:
 @pytest.fixture
 def fixed_identity(monkeypatch: pytest.MonkeyPatch) -> list[FixedTokenCredential]:
     FixedTokenCredential.made = []
-    monkeypatch.setattr(servicebus_module, "DefaultAzureCredential", FixedTokenCredential)
+    monkeypatch.setattr(azure.identity.aio, "DefaultAzureCredential", FixedTokenCredential)
     return FixedTokenCredential.made
 
 
@@ -513,7 +507,9 @@ async def test_an_identity_connection_uses_the_managed_identity_and_closes_it(
         requests.append(request)
         return queues(request)
 
-    connection = ServiceBusConnection(fully_qualified_namespace=namespace, client_id="00000000-aaaa-bbbb")
+    connection = ServiceBusConnection(
+        "ServiceBusConnection", "default", fully_qualified_namespace=namespace, client_id="00000000-aaaa-bbbb"
+    )
     broker = ServiceBusBroker(connection, QUEUE, http_transport=AtomTransport(answer))
 
     # When it reads the backlog and closes

@@ -17,8 +17,12 @@ from azure.servicebus.exceptions import (
 from local.host.errors import HostError, IndexingError
 from local.host.indexing import Binding, IndexedFunction
 from local.host.triggers.servicebus_client import explain_error, is_permanent
-from local.host.triggers.servicebus_connection import ServiceBusConnection, resolve_connection
 from local.host.triggers.servicebus_options import RetryOptions, ServiceBusTriggerOptions, ignored_settings
+from shared.platform.servicebus_connection import (
+    ConnectionSettingError,
+    ServiceBusConnection,
+    resolve_connection,
+)
 
 CONNECTION_STRING = (
     "Endpoint=sb://tasklane.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0"
@@ -237,7 +241,7 @@ def test_a_managed_identity_keeps_its_client_id() -> None:
     ],
 )
 def test_an_unusable_connection_names_the_setting(environ: dict[str, str], error: str) -> None:
-    with pytest.raises(HostError, match=error):
+    with pytest.raises(ConnectionSettingError, match=error):
         resolve_connection(environ, "ServiceBusConnection")
 
 

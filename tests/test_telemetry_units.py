@@ -23,8 +23,7 @@ from shared.brokers.stub import StubBroker
 from shared.pipeline.delivery import Delivery, TraceContext
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.process import Processor
-from shared.pipeline.settings import ServiceBusConnection
-from shared.secrets import Secret
+from shared.platform.servicebus_connection import ServiceBusConnection
 from shared.store.store import Store
 from shared.tasks import registry
 from shared.telemetry import instruments as telemetry_metrics
@@ -199,7 +198,7 @@ async def test_a_service_bus_send_is_a_producer_span_whose_context_travels_in_th
     # Given a Service Bus queue (the SDK against an AMQP double) and a task sent inside a request span
     async with FakeServiceBus({"tasks"}) as bus:
         broker = ServiceBusBroker(
-            ServiceBusConnection(connection_string=Secret(bus.connection_string(KEY))), "tasks", retry_total=0
+            ServiceBusConnection.from_connection_string(bus.connection_string(KEY)), "tasks", retry_total=0
         )
         caller = TraceContext.of(f"00-{TRACE}-{SPAN}-01")
         with hooks.request("/api/tasks", "POST", caller):

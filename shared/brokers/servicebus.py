@@ -22,7 +22,6 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.core.pipeline.transport import AsyncHttpTransport
-from azure.identity.aio import DefaultAzureCredential
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, parse_connection_string
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
@@ -35,7 +34,7 @@ from azure.servicebus.exceptions import (
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.errors import BrokerError, ConfigError
-from shared.pipeline.settings import SERVICEBUS_CONNECTION, ServiceBusConnection
+from shared.platform.servicebus_connection import ServiceBusConnection
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +68,11 @@ class ServiceBusBroker(Broker):
         retry_total: int = 3,
         http_transport: AsyncHttpTransport[Any, Any] | None = None,
     ) -> None:
-        if not connection.fully_qualified_namespace and not connection.connection_string:
-            raise ConfigError(f"{SERVICEBUS_CONNECTION} has neither a namespace nor a connection string")
         self.queue = queue
         self._connection = connection
         self._retry_total = retry_total
         self._http_transport = http_transport
-        self._credential: DefaultAzureCredential | None = None
+        self._credential: Any = None
         self._client: ServiceBusClient | None = None
         self._senders: dict[str, ServiceBusSender] = {}
         self._admin: ServiceBusAdministrationClient | None = None
@@ -172,10 +169,11 @@ class ServiceBusBroker(Broker):
 
     def _servicebus_client(self) -> ServiceBusClient:
         if self._client is None:
-            namespace = self._connection.fully_qualified_namespace
-            if namespace:
+            if self._connection.kind != "connection_string":
                 self._client = ServiceBusClient(
-                    namespace, credential=self._identity(), retry_total=self._retry_total
+                    self._connection.fully_qualified_namespace,
+                    credential=self._identity(),
+                    retry_total=self._retry_total,
                 )
             else:
                 self._client = ServiceBusClient.from_connection_string(
@@ -188,8 +186,8 @@ class ServiceBusBroker(Broker):
             options: dict[str, Any] = {"retry_total": self._retry_total}
             if self._http_transport is not None:
                 options["transport"] = self._http_transport
-            namespace = self._connection.fully_qualified_namespace
-            if namespace:
+            if self._connection.kind != "connection_string":
+                namespace = self._connection.fully_qualified_namespace
                 self._admin = ServiceBusAdministrationClient(namespace, self._identity(), **options)
             else:
                 self._admin = ServiceBusAdministrationClient.from_connection_string(
@@ -197,22 +195,20 @@ class ServiceBusBroker(Broker):
                 )
         return self._admin
 
-    def _identity(self) -> DefaultAzureCredential:
+    def _identity(self) -> Any:
         if self._credential is None:
-            # A user-assigned managed identity is named by its client id; None picks the system one.
-            self._credential = DefaultAzureCredential(managed_identity_client_id=self._connection.client_id)
+            # As the trigger builds it from the same setting (credential, clientId...).
+            self._credential = self._connection.credential()
         return self._credential
 
     def _connection_string(self) -> str:
-        secret = self._connection.connection_string
-        assert secret is not None  # checked in __init__
-        value = secret.reveal()
+        value = self._connection.connection_string
         try:
             parse_connection_string(value)
         except ValueError as exc:
             # Name the setting, which the SDK cannot; its reasons never quote the value.
             raise ConfigError(
-                f"{SERVICEBUS_CONNECTION} is not a Service Bus connection string: {exc}"
+                f"{self._connection.setting} is not a Service Bus connection string: {exc}"
             ) from None
         return value
 

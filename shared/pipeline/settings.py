@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from shared.errors import ConfigError
 from shared.platform.keyvault import KeyVaultReferenceError, is_reference, parse_secret_uri
+from shared.platform.servicebus_connection import (
+    ConnectionSettingError,
+    ServiceBusConnection,
+    resolve_connection,
+)
 from shared.secrets import Secret
 
 if TYPE_CHECKING:
@@ -53,22 +58,21 @@ class RabbitMQConnection:
 
 
 @dataclass(frozen=True)
-class ServiceBusConnection:
-    """A connection string, or a namespace reached with an identity (``__fullyQualifiedNamespace``)."""
+class ServiceBusSettings:
+    """The Azure profile's broker: Service Bus through ``connection`` (the ``ServiceBusConnection``
+    setting, resolved as the trigger resolves it)."""
 
-    connection_string: Secret | None = None
-    fully_qualified_namespace: str | None = None
-    client_id: str | None = None
+    connection: ServiceBusConnection
     system: ClassVar[str] = "servicebus"
 
     def build_broker(self, queue: str) -> Broker:
         from shared.brokers.servicebus import ServiceBusBroker
 
-        return ServiceBusBroker(self, queue)
+        return ServiceBusBroker(self.connection, queue)
 
 
 #: The broker is a typed part of the settings; each kind knows its system name and builds its broker.
-BrokerConnection = RabbitMQConnection | ServiceBusConnection
+BrokerConnection = RabbitMQConnection | ServiceBusSettings
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def broker_system(environ: Mapping[str, str] | None = None) -> str:
     return _SYSTEMS[profile]
 
 
-_SYSTEMS = {"local": RabbitMQConnection.system, "azure": ServiceBusConnection.system}
+_SYSTEMS = {"local": RabbitMQConnection.system, "azure": ServiceBusSettings.system}
 
 
 def _broker(env: Mapping[str, str]) -> BrokerConnection:
@@ -119,13 +123,10 @@ def _broker(env: Mapping[str, str]) -> BrokerConnection:
         if not url:
             raise ConfigError(f"{RABBITMQ_CONNECTION} is not set: the local profile sends to RabbitMQ")
         return RabbitMQConnection(Secret(url))
-    servicebus = _servicebus(env)
-    if servicebus is None:
-        raise ConfigError(
-            f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace (or {SERVICEBUS_CONNECTION}) is not set:"
-            " the azure profile sends to Service Bus"
-        )
-    return servicebus
+    try:
+        return ServiceBusSettings(resolve_connection(env, SERVICEBUS_CONNECTION))
+    except ConnectionSettingError as exc:
+        raise ConfigError(f"{exc} (the azure profile sends to Service Bus)") from None
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -167,14 +168,3 @@ def _valkey_password(env: Mapping[str, str]) -> Secret | None:
         interval=_positive(env, SECRET_REFRESH_SECONDS, 300),
         client_id=env.get(AZURE_CLIENT_ID, "").strip() or None,
     )
-
-
-def _servicebus(env: Mapping[str, str]) -> ServiceBusConnection | None:
-    namespace = env.get(f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace", "").strip()
-    if namespace:
-        client_id = env.get(f"{SERVICEBUS_CONNECTION}__clientId", "").strip() or None
-        return ServiceBusConnection(fully_qualified_namespace=namespace, client_id=client_id)
-    connection_string = env.get(SERVICEBUS_CONNECTION, "").strip()
-    if connection_string:
-        return ServiceBusConnection(connection_string=Secret(connection_string))
-    return None

@@ -25,8 +25,8 @@ from local.host.settings import HostConfig
 from local.host.triggers import ListenerContext
 from local.host.triggers.servicebus import ServiceBusListener
 from local.host.triggers.servicebus_client import sdk_client
-from local.host.triggers.servicebus_connection import resolve_connection
 from local.host.triggers.servicebus_options import ServiceBusTriggerOptions
+from shared.platform.servicebus_connection import resolve_connection
 from tests.servicebus_fake import until
 from tests.servicebus_harness import indexed, queue_function
 

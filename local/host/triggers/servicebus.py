@@ -36,9 +36,9 @@ from local.host.triggers.servicebus_client import (
     is_permanent,
     sdk_client,
 )
-from local.host.triggers.servicebus_connection import resolve_connection
 from local.host.triggers.servicebus_convert import input_shape, to_argument, trace_context
 from local.host.triggers.servicebus_options import ServiceBusTriggerOptions, ignored_settings
+from shared.platform.servicebus_connection import ConnectionSettingError, resolve_connection
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,10 @@ class ServiceBusListener:
         extension = ctx.host_config.extension("serviceBus")
         self.function = fn
         self.options = ServiceBusTriggerOptions.from_function(fn, extension)
-        self.connection = resolve_connection(ctx.environ, self.options.connection_name)
+        try:
+            self.connection = resolve_connection(ctx.environ, self.options.connection_name)
+        except ConnectionSettingError as exc:
+            raise HostError(str(exc)) from None
         self._shape = input_shape(fn, self.options.many)
         self._ignored = ignored_settings(extension)
         self._invoker = ctx.invoker

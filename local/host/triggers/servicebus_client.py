@@ -17,8 +17,8 @@ from azure.servicebus import ServiceBusReceivedMessage, TransportType
 from azure.servicebus import exceptions as sb_errors
 from azure.servicebus.aio import ServiceBusClient
 
-from local.host.triggers.servicebus_connection import ServiceBusConnection
 from local.host.triggers.servicebus_options import ServiceBusTriggerOptions
+from shared.platform.servicebus_connection import ServiceBusConnection
 
 
 class ReceiverLike(Protocol):
@@ -68,21 +68,11 @@ def sdk_client(
     if connection.kind == "connection_string":
         client = ServiceBusClient.from_connection_string(connection.connection_string, **settings)
     else:
-        credential = _credential(connection)
+        credential = connection.credential()
         stack.push_async_callback(credential.close)
         client = ServiceBusClient(connection.fully_qualified_namespace, credential, **settings)
     stack.push_async_callback(client.close)
     return client
-
-
-def _credential(connection: ServiceBusConnection) -> Any:
-    from azure.identity.aio import ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential
-
-    if connection.kind == "managed_identity":
-        return ManagedIdentityCredential(client_id=connection.client_id or None)
-    if connection.kind == "client_secret":
-        return ClientSecretCredential(connection.tenant_id, connection.client_id, connection.client_secret)
-    return DefaultAzureCredential()
 
 
 def explain_error(exc: BaseException, options: ServiceBusTriggerOptions, conn: ServiceBusConnection) -> str:

@@ -1,5 +1,8 @@
 """Resolve a Service Bus ``connection`` setting the way the extension's client factory does.
 
+The one Service Bus connection type: the host's trigger and the app's sender both resolve their
+setting (``ServiceBusConnection``) here, so a setting that works for one works for the other.
+
 For ``connection="X"`` the extension looks up ``AzureWebJobsX`` first, then ``X`` (each as
 ``ConnectionStrings:<name>`` and as an app setting). A non-blank value is a connection string; a
 section (``X__fullyQualifiedNamespace``, ``X__credential``, ``X__clientId``...) is an identity-based
@@ -12,12 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-
-from local.host.errors import HostError
+from typing import Any, Literal
 
 CredentialKind = Literal["connection_string", "default", "managed_identity", "client_secret"]
 _ENDPOINT = re.compile(r"(?:^|;)\s*Endpoint\s*=\s*(?:sb://)?([^;/]+)", re.IGNORECASE)
+
+
+class ConnectionSettingError(ValueError):
+    """A ``connection`` setting that is missing or cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,30 @@ class ServiceBusConnection:
     connection_string: str = field(default="", repr=False)
     client_secret: str = field(default="", repr=False)
 
+    @classmethod
+    def from_connection_string(
+        cls, value: str, setting: str = "ServiceBusConnection"
+    ) -> ServiceBusConnection:
+        return cls(setting, "connection_string", connection_string=value)
+
+    def credential(self) -> Any:
+        """The async azure-identity credential for an identity-based connection (the caller closes it).
+
+        As the Azure SDK's configuration-based factory: ``managedidentity`` (with ``clientId`` for a
+        user-assigned identity), a client secret, else ``DefaultAzureCredential`` told the client id.
+        """
+        from azure.identity.aio import (
+            ClientSecretCredential,
+            DefaultAzureCredential,
+            ManagedIdentityCredential,
+        )
+
+        if self.kind == "managed_identity":
+            return ManagedIdentityCredential(client_id=self.client_id or None)
+        if self.kind == "client_secret":
+            return ClientSecretCredential(self.tenant_id, self.client_id, self.client_secret)
+        return DefaultAzureCredential(managed_identity_client_id=self.client_id or None)
+
     @property
     def namespace(self) -> str:
         """The namespace host name, for log lines (never the connection string)."""
@@ -43,7 +72,7 @@ class ServiceBusConnection:
 
 
 def resolve_connection(environ: Mapping[str, str], name: str) -> ServiceBusConnection:
-    """The connection ``name`` (a binding's ``connection``) refers to, or a :class:`HostError`."""
+    """The connection ``name`` (a binding's ``connection``) refers to, or :class:`ConnectionSettingError`."""
     settings = _Settings(environ)
     for candidate in (f"AzureWebJobs{name}", name):
         value = settings.value(f"ConnectionStrings:{candidate}")
@@ -54,7 +83,7 @@ def resolve_connection(environ: Mapping[str, str], name: str) -> ServiceBusConne
         section = settings.section(candidate)
         if section or value is not None:
             return _identity_connection(candidate, section)
-    raise HostError(
+    raise ConnectionSettingError(
         f"Service Bus account connection string '{name}' does not exist. Make sure that it is a defined "
         f"App Setting (a connection string in '{name}', or '{name}__fullyQualifiedNamespace' "
         "for an identity-based connection)."
@@ -64,7 +93,7 @@ def resolve_connection(environ: Mapping[str, str], name: str) -> ServiceBusConne
 def _identity_connection(setting: str, section: Mapping[str, str]) -> ServiceBusConnection:
     namespace = section.get("fullyqualifiednamespace", "").strip()
     if not namespace:
-        raise HostError(
+        raise ConnectionSettingError(
             f"Connection '{setting}' should have a 'fullyQualifiedNamespace' property "
             f"('{setting}__fullyQualifiedNamespace') or be a string representing a connection string."
         )
@@ -79,7 +108,9 @@ def _identity_connection(setting: str, section: Mapping[str, str]) -> ServiceBus
     elif tenant_id and client_id and secret:
         kind = "client_secret"
     elif credential and credential != "default":
-        raise HostError(f"{setting}__credential='{credential}' is not supported (use managedidentity)")
+        raise ConnectionSettingError(
+            f"{setting}__credential='{credential}' is not supported (use managedidentity)"
+        )
     else:
         kind = "default"
     return ServiceBusConnection(
