@@ -131,15 +131,3 @@ def _wait_healthy(host: RunningHost, timeout: float = 30) -> None:
         time.sleep(0.1)
     host.stop()
     raise AssertionError(f"the host did not answer within {timeout}s:\n{''.join(host.output)}")
-
-
-def eventually(check: object, timeout: float = 15, interval: float = 0.05) -> None:
-    """Wait until ``check()`` is truthy; fail with what it last returned."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()  # type: ignore[operator]
-        if last:
-            return
-        time.sleep(interval)
-    raise AssertionError(f"not reached within {timeout}s (last: {last!r})")

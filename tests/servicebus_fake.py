@@ -14,7 +14,6 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,11 +199,3 @@ class FakeReceiver:
 
     async def close(self) -> None:
         self.bus.closed.append("receiver")
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for ``condition`` to hold, failing the test after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)

@@ -15,8 +15,9 @@ import valkey
 
 from local import services
 from shared.platform.rabbitmq_topology import delete_queue_topology
-from tests.hosting import RunningHost, eventually, free_port, start_host
+from tests.hosting import RunningHost, free_port, start_host
 from tests.private_valkey import private_valkey_url
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
 
@@ -127,7 +128,7 @@ def test_bad_requests(host: RunningHost, content: bytes, content_type: str, stat
 
 def test_failing_task_is_dead_lettered_with_its_error(host: RunningHost) -> None:
     task_id = _submit(host, {"type": "fail", "payload": {"reason": "always"}}).json()["id"]
-    eventually(lambda: _status(host, task_id)["status"] == "dead-lettered", timeout=30)
+    eventually(lambda: _status(host, task_id)["status"] == "dead-lettered", within=30)
     [dead] = asyncio.run(_drain(f"{host.queue}.dead-letter", expected=1))
     assert json.loads(dead.body)["id"] == task_id
     status = _status(host, task_id)

@@ -32,9 +32,10 @@ from shared.platform.servicebus_connection import ServiceBusConnection
 from shared.secrets import Secret
 from shared.store.store import Store
 from shared.tasks import registry
-from tests.servicebus_fake import FakeServiceBus, until
+from tests.servicebus_fake import FakeServiceBus
 from tests.servicebus_harness import listener as servicebus_listener
 from tests.test_rabbitmq_trigger import listener_context
+from tests.waiting import until
 
 NOT_A_TASK = b"{not json at all"
 

@@ -31,6 +31,7 @@ from local.host.triggers.rabbitmq import (
 from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
 from local.services import rabbitmqctl
 from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
+from tests.waiting import until
 
 SETTING = "RabbitMQConnection"
 
@@ -46,14 +47,6 @@ def trigger_function(handler: Callable[..., Any], queue: str, **binding: str) ->
 def listener_context(url: str, *, prefetch: int = 30) -> ListenerContext:
     config = HostConfig({"extensions": {"rabbitMQ": {"prefetchCount": prefetch}}})
     return ListenerContext(Invoker(), config, {SETTING: url}, host_id="test")
-
-
-async def eventually(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Broker:
@@ -152,7 +145,7 @@ async def test_function_receives_the_body_as_str_and_the_message_is_acked(
     listener = await start_listener(handler)
     # When a UTF-8 message arrives
     await broker.publish("héllo ✓".encode())
-    await eventually(lambda: bool(received), 5, "the invocation")
+    await until(lambda: bool(received), 5, "the invocation")
     await listener.stop()
     # Then it was decoded, and acked: closing the channel returned nothing to the queue
     assert received == ["héllo ✓"]
@@ -167,7 +160,7 @@ async def test_bytes_annotation_gets_the_raw_body(broker: Broker, start_listener
 
     listener = await start_listener(handler)
     await broker.publish(b"\xff\x00raw")
-    await eventually(lambda: bool(received), 5, "the invocation")
+    await until(lambda: bool(received), 5, "the invocation")
     await listener.stop()
     assert received == [b"\xff\x00raw"]
     assert await broker.depth() == 0
@@ -183,7 +176,7 @@ async def test_traceparent_header_reaches_the_context(broker: Broker, start_list
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     # The .NET client writes traceparent as bytes; tracestate arrives as a string.
     await broker.publish(b"x", headers={"traceparent": bytearray(parent.encode()), "tracestate": "vendor=1"})
-    await eventually(lambda: bool(seen), 5, "the invocation")
+    await until(lambda: bool(seen), 5, "the invocation")
     assert seen == [(parent, "vendor=1")]
 
 
@@ -233,7 +226,7 @@ async def test_existing_queue_without_dead_letter_exchange_is_used_with_a_warnin
         await start_listener(handler)
     assert "without a dead-letter exchange" in caplog.text
     await broker.publish(b"still consumed")
-    await eventually(lambda: received == ["still consumed"], 5, "the invocation")
+    await until(lambda: received == ["still consumed"], 5, "the invocation")
 
 
 # --- outages and shutdown ------------------------------------------------------------------------
@@ -252,7 +245,7 @@ async def test_no_message_is_lost_across_a_broker_restart(
         processed.append(message)
 
     await start_listener(handler, prefetch=10, reconnect_base=0.2, reconnect_cap=1.0)
-    await eventually(lambda: len(processed) >= 20, 10, "processing to start")
+    await until(lambda: len(processed) >= 20, 10, "processing to start")
     # When the broker restarts mid-run (quickly, it is shared with other suites)
     try:
         await asyncio.to_thread(rabbitmqctl, "stop_app")
@@ -261,7 +254,7 @@ async def test_no_message_is_lost_across_a_broker_restart(
         await asyncio.to_thread(rabbitmqctl, "start_app")
     # Then the listener reconnects and every message is processed at least once
     bodies = {f"m{i}" for i in range(len(ids))}
-    await eventually(lambda: bodies <= set(processed), 20, "every message to be processed")
+    await until(lambda: bodies <= set(processed), 20, "every message to be processed")
     assert processed_while_down < len(bodies), "the restart came after the queue had drained"
     assert "Reconnected to RabbitMQ" in caplog.text
     assert await broker.depth() == 0
@@ -282,7 +275,7 @@ async def test_stop_finishes_or_returns_in_flight_messages(
         processed.append(message)
 
     listener = await start_listener(handler, prefetch=4, shutdown_grace=grace)
-    await eventually(lambda: len(started) == 4, 5, "four messages in flight")
+    await until(lambda: len(started) == 4, 5, "four messages in flight")
     # When the listener stops
     began = time.monotonic()
     await listener.stop()
@@ -318,7 +311,7 @@ async def test_consumer_comes_back_when_its_queue_is_deleted(
         assert time.monotonic() < deadline, "the listener did not declare its queue again"
         await asyncio.sleep(0.05)
     await broker.publish(b"after")
-    await eventually(lambda: received == ["after"], 5, "the invocation")
+    await until(lambda: received == ["after"], 5, "the invocation")
 
 
 # --- topology and options ------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from local.host.errors import HostError, IndexingError
 from local.host.invoker import Invoker
 from local.host.triggers import build_listener
 from local.host.triggers.servicebus import ServiceBusListener
-from tests.servicebus_fake import FakeServiceBus, until
+from tests.servicebus_fake import FakeServiceBus
 from tests.servicebus_harness import context, indexed, listener, queue_function
+from tests.waiting import until
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import pytest
 from azure.functions.servicebus import ServiceBusMessage as WorkerServiceBusMessage
 
 from local.host.invoker import Invoker
-from tests.servicebus_fake import FakeServiceBus, until
+from tests.servicebus_fake import FakeServiceBus
 from tests.servicebus_harness import TRACEPARENT, indexed, listener, queue_function
+from tests.waiting import until
 
 
 @pytest.fixture

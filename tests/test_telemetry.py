@@ -15,8 +15,9 @@ import pytest
 from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
 from shared.tasks import registry
 from tests.conftest import RABBITMQ_URL
-from tests.hosting import RunningHost, eventually, start_host
+from tests.hosting import RunningHost, start_host
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
 
@@ -78,7 +79,7 @@ def _whole_trace(receiver: OTLPReceiver, task_id: str) -> dict[str, ReceivedSpan
         spans.update(_task_spans(receiver, task_id))
         return set(spans) == ROLES
 
-    eventually(arrived, timeout=15)
+    eventually(arrived, within=15)
     return spans
 
 
@@ -157,7 +158,7 @@ def test_metrics_count_accepted_and_processed_tasks(host: RunningHost, receiver:
             and any(p.attributes == {"type": "add"} and p.value >= 1 for p in accepted)
         )
 
-    eventually(exported, timeout=10)
+    eventually(exported, within=10)
 
 
 def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, receiver: OTLPReceiver) -> None:
@@ -172,7 +173,7 @@ def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, recei
             if s.name == "task fail" and s.attributes.get("tasklane.task.id") == task_id
         ]
 
-    eventually(lambda: len(handler_spans()) == FAIL_ATTEMPTS, timeout=15)
+    eventually(lambda: len(handler_spans()) == FAIL_ATTEMPTS, within=15)
     # Then every attempt stays in the task's one trace, the re-sent ones included
     assert {s.trace_id for s in handler_spans()} == {spans["http"].trace_id}
 
@@ -184,7 +185,7 @@ def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, recei
             if r.attributes.get("task_id") == task_id and "failed" in r.body
         ]
 
-    eventually(lambda: len(logged()) == FAIL_ATTEMPTS, timeout=10)
+    eventually(lambda: len(logged()) == FAIL_ATTEMPTS, within=10)
     for record in logged():
         assert record.trace_id == spans["http"].trace_id
         assert record.span_id in {s.span_id for s in handler_spans()}
@@ -195,7 +196,7 @@ def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, recei
                 p.attributes == {"type": "fail", "outcome": outcome}
                 for p in receiver.received.snapshot_points("tasklane.tasks.processed")
             ),
-            timeout=10,
+            within=10,
         )
 
 
@@ -209,7 +210,7 @@ def test_backlog_gauge_carries_the_queue_depth(host: RunningHost, receiver: OTLP
             p.attributes == {"queue": host.queue, "state": "active"} and p.value == waiting
             for p in receiver.received.snapshot_points("tasklane.queue.backlog")
         ),
-        timeout=10,
+        within=10,
     )
     # And the dead-lettered gauge matches the dead-letter queue as the broker counts it
     dead_letters = asyncio.run(_depth(QueueTopology.for_queue(host.queue).dead_letter_queue))
@@ -222,7 +223,7 @@ def test_backlog_gauge_carries_the_queue_depth(host: RunningHost, receiver: OTLP
             ][-1:]
             == [dead_letters]
         ),
-        timeout=10,
+        within=10,
     )
 
 

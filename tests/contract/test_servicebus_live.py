@@ -27,8 +27,8 @@ from local.host.triggers.servicebus import ServiceBusListener
 from local.host.triggers.servicebus_client import sdk_client
 from local.host.triggers.servicebus_options import ServiceBusTriggerOptions
 from shared.platform.servicebus_connection import resolve_connection
-from tests.servicebus_fake import until
 from tests.servicebus_harness import indexed, queue_function
+from tests.waiting import until
 
 pytestmark = pytest.mark.contract
 
