@@ -25,7 +25,16 @@ def server_command(service: Service, executable: str) -> list[str]:
     """The command line that runs ``service`` in the foreground on loopback."""
     data = str(service.directory / "data")
     if service.name == "valkey":
-        options = {"--port": service.port, "--bind": HOST, "--dir": data, "--save": "", "--appendonly": "no"}
+        # The append-only file (fsync once a second) keeps tasks, counters and idempotency keys
+        # across a restart; RDB snapshots stay off, they would only duplicate it.
+        options = {
+            "--port": service.port,
+            "--bind": HOST,
+            "--dir": data,
+            "--save": "",
+            "--appendonly": "yes",
+            "--appendfsync": "everysec",
+        }
         return [executable, *_flags(options), "--daemonize", "no"]
     if service.name == "azurite":
         blob, queue, table = service.ports
