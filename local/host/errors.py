@@ -35,3 +35,11 @@ class FunctionFailedError(HostError):
         super().__init__(f"Executed 'Functions.{function_name}' (Failed, Id={invocation_id})")
         self.function_name = function_name
         self.invocation_id = invocation_id
+
+
+class ListenerUnavailableError(HostError):
+    """A trigger's server cannot be reached yet; the host keeps serving and retries the listener.
+
+    Anything else a listener raises at start (a wrong setting, refused credentials) is a
+    configuration no retry can fix, and stops the host.
+    """

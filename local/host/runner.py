@@ -30,6 +30,7 @@ from local.host.invoker import Invoker
 from local.host.keyvault import resolve_references
 from local.host.settings import HostConfig, apply_to_environment, environment, read_local_settings
 from local.host.triggers import Listener, ListenerContext, build_listener
+from local.host.triggers.retrying import RetryingListener
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
             loaded.http_functions.append(fn)
             continue
         try:
-            loaded.listeners.append(build_listener(fn, context))
+            loaded.listeners.append(RetryingListener(build_listener(fn, context)))
         except HostError as exc:
             loaded.errors.append(exc if isinstance(exc, IndexingError) else IndexingError(fn.name, str(exc)))
     routes, route_errors = http_routes(loaded.http_functions, host_config.route_prefix)

@@ -29,7 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 
 from local.host.backoff import backoff_delay
-from local.host.errors import FunctionFailedError, HostError
+from local.host.errors import FunctionFailedError, HostError, ListenerUnavailableError
 from local.host.indexing import IndexedFunction
 from local.host.invoker import Invoker
 from local.host.triggers import ListenerContext
@@ -43,6 +43,13 @@ REQUEUE_COUNT_HEADER = "x-ms-rabbitmq-requeuecount"
 MAX_REQUEUE_COUNT = 5
 DEFAULT_SHUTDOWN_GRACE = 10.0
 CONNECT_TIMEOUT = 10.0
+#: What the broker answers to a wrong user, password or vhost: a configuration no retry fixes.
+_REFUSED = (
+    aiormq.exceptions.AuthenticationError,
+    aiormq.exceptions.ProbableAuthenticationError,
+    aiormq.exceptions.ConnectionNotAllowed,
+    aiormq.exceptions.ChannelAccessRefused,
+)
 
 
 def next_requeue_count(headers: Mapping[str, Any]) -> int:
@@ -114,14 +121,21 @@ class RabbitMQListener:
         return f"rabbitMQTrigger (queue {self.queue_name})"
 
     async def start(self) -> None:
-        """Declare the queue topology and start consuming; raise :class:`HostError` if unreachable."""
+        """Declare the queue topology and start consuming.
+
+        Refused credentials or access are a :class:`HostError`; a broker that cannot be reached
+        (yet) is a :class:`ListenerUnavailableError`, which the host retries.
+        """
         try:
             self._session = await self._open_session()
         except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
-            raise HostError(
+            reason = (
                 f"Function '{self.function.name}': cannot consume RabbitMQ queue '{self.queue_name}'"
                 f" at {self.options.safe_url}: {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+            if isinstance(exc, _REFUSED):
+                raise HostError(reason) from exc
+            raise ListenerUnavailableError(reason) from exc
         self._supervisor = asyncio.create_task(self._supervise(), name=f"rabbitmq:{self.queue_name}")
         log.info(
             "Listening on RabbitMQ queue %s for %s (prefetch %d)",

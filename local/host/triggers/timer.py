@@ -29,11 +29,16 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.functions.timer import TimerRequest  # what the worker builds; func.TimerRequest is abstract
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from local.host.errors import FunctionFailedError, HostError, IndexingError
+from local.host.errors import FunctionFailedError, HostError, IndexingError, ListenerUnavailableError
 from local.host.indexing import IndexedFunction
 from local.host.ncrontab import Schedule, ScheduleError, parse_schedule
 from local.host.settings import parse_flag
@@ -151,7 +156,11 @@ class TimerListener:
             start = await self._begin() if await self._lock.try_acquire() else None
         except AzureError as exc:
             await self._close()
-            raise HostError(f"Timer '{self.function.name}': storage cannot be used ({exc})") from exc
+            reason = f"Timer '{self.function.name}': storage cannot be used ({exc})"
+            # No answer at all (Azurite not started yet) may pass; an answer refusing us will not.
+            if isinstance(exc, ServiceRequestError):
+                raise ListenerUnavailableError(reason) from exc
+            raise HostError(reason) from exc
         if start is None:
             log.info("Timer '%s': %s is held by another host", self.function.name, self.lock_id)
         self._task = asyncio.create_task(self._supervise(start), name=f"timer {self.function.name}")

@@ -1,0 +1,148 @@
+"""The host keeps serving when a trigger's broker is down at start, and picks the trigger up later."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from local import services
+from shared.platform.rabbitmq_topology import declare_queue_topology
+from tests.apps import write_app
+from tests.conftest import require_binary, require_service
+from tests.hosting import ROOT, free_port, start_host
+from tests.waiting import eventually
+
+APP = """
+    import os
+    from pathlib import Path
+
+    import azure.functions as func
+
+    app = func.FunctionApp()
+
+
+    @app.route(route="health", auth_level=func.AuthLevel.ANONYMOUS)
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("ok")
+
+
+    @app.generic_trigger(
+        arg_name="message",
+        type="rabbitMQTrigger",
+        queue_name="%QUEUE%",
+        connection_string_setting="RabbitMQConnection",
+    )
+    def take_message(message: str) -> None:
+        Path(os.environ["RECEIVED_DIR"], message).write_text(message)
+"""
+
+
+def _rabbitmq_port() -> int:
+    """A free port whose Erlang distribution port (port + 20000) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 40000)
+        if all(_free(candidate) for candidate in (port, port + 20000)):
+            return port
+    raise RuntimeError("no free port pair for a private RabbitMQ")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def broker_port(tmp_path: Path) -> Iterator[int]:
+    """A port for a private RabbitMQ, which the test starts when it wants; stopped at the end."""
+    require_binary("rabbitmq-server")
+    port = _rabbitmq_port()
+    yield port
+    services.down(["rabbitmq"], ports={"rabbitmq": port}, state_dir=tmp_path / "services", report=print)
+
+
+async def _publish(url: str, queue: str, body: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await declare_queue_topology(channel, queue)
+        await channel.default_exchange.publish(aio_pika.Message(body.encode()), routing_key=queue)
+
+
+def test_host_serves_while_the_broker_is_down_and_consumes_once_it_is_up(
+    tmp_path: Path, broker_port: int
+) -> None:
+    # Given an app with a RabbitMQ trigger whose broker is not running
+    received = tmp_path / "received"
+    received.mkdir()
+    url = f"amqp://guest:guest@127.0.0.1:{broker_port}/"
+    settings = {"RabbitMQConnection": url, "QUEUE": "resilience", "RECEIVED_DIR": str(received)}
+    settings["VALKEY_URL"] = "valkey://127.0.0.1:1/0"  # the app uses no Valkey
+    host = start_host(write_app(tmp_path / "app", APP), settings=settings)
+    try:
+        # Then HTTP is served at once
+        with host.client() as client:
+            assert client.get("/api/health").text == "ok"
+
+        # When the broker comes up later and a message is sent
+        services.ensure(
+            ["rabbitmq"], ports={"rabbitmq": broker_port}, state_dir=tmp_path / "services", report=print
+        )
+        asyncio.run(_publish(url, "resilience", "hello-after-start"))
+
+        # Then the trigger, retried in the background, receives it
+        eventually(lambda: (received / "hello-after-start").exists(), within=60, what="the message handled")
+    finally:
+        host.stop()
+    # And the log says what the Functions host says, then that the listener started
+    output = "".join(host.output)
+    assert "The listener for function 'Functions.take_message' was unable to start." in output
+    assert "Listener successfully started for function 'Functions.take_message' after" in output
+
+
+def test_refused_credentials_still_stop_the_host_at_start(tmp_path: Path) -> None:
+    require_service("rabbitmq")
+    # Given a trigger whose connection names a user the broker refuses
+    app = write_app(tmp_path / "app", APP)
+    settings = {
+        "RabbitMQConnection": "amqp://guest:not-the-password@127.0.0.1:5672/",
+        "QUEUE": "resilience-refused",
+        "RECEIVED_DIR": str(tmp_path),
+    }
+
+    # When the host starts
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local",
+            "start",
+            "--no-services",
+            "--app-dir",
+            str(app),
+            "--port",
+            str(free_port()),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **settings},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it exits non-zero, naming the function and the refusal
+    assert result.returncode == 1
+    assert "Function 'take_message': cannot consume RabbitMQ queue 'resilience-refused'" in result.stderr
