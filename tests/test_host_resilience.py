@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
+import httpx
 import pytest
 
 from local import services
@@ -146,3 +148,59 @@ def test_refused_credentials_still_stop_the_host_at_start(tmp_path: Path) -> Non
     # Then it exits non-zero, naming the function and the refusal
     assert result.returncode == 1
     assert "Function 'take_message': cannot consume RabbitMQ queue 'resilience-refused'" in result.stderr
+
+
+PID_APP = """
+    import os
+
+    import azure.functions as func
+
+    app = func.FunctionApp()
+
+
+    @app.route(route="health", auth_level=func.AuthLevel.ANONYMOUS)
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(str(os.getpid()))
+"""
+
+
+def _pids_answering(base_url: str, tries: int = 40) -> set[int]:
+    """The worker pids that answered ``tries`` requests, each on a connection of its own."""
+    return {int(httpx.get(f"{base_url}/api/health", timeout=5).text) for _ in range(tries)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_worker_is_replaced_and_a_stop_still_stops_them_all(tmp_path: Path) -> None:
+    # Given a host with two worker processes, both serving
+    app = write_app(tmp_path / "app", PID_APP)
+    host = start_host(app, settings={"FUNCTIONS_WORKER_PROCESS_COUNT": "2", "VALKEY_URL": "unused"})
+    try:
+        eventually(lambda: len(_pids_answering(host.base_url)) == 2, what="two workers answering")
+        first, second = sorted(_pids_answering(host.base_url, tries=80))
+
+        # When one of them is killed outright
+        os.kill(first, signal.SIGKILL)
+
+        # Then a new worker takes its place and serves beside the survivor
+        eventually(
+            lambda: _pids_answering(host.base_url) - {second} - {first},
+            within=30,
+            what="a replacement worker answering",
+        )
+        replacement = (_pids_answering(host.base_url, tries=80) - {second}).pop()
+    finally:
+        # When the host is stopped
+        code = host.stop()
+    # Then it exits cleanly, having logged the replacement, and no worker is left running
+    output = "".join(host.output)
+    assert code == 0, output
+    assert f"Worker {first} was killed by signal 9; started worker {replacement} in its place" in output
+    assert not _alive(second)
+    assert not _alive(replacement)
