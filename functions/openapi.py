@@ -113,6 +113,8 @@ def _schemas(registry: Registry) -> dict[str, Any]:
                 "finished_at": {"type": ["string", "null"]},
                 "result": {},
                 "error": {"type": "string"},
+                "traceback": {"type": "string", "description": "The handler's traceback, bounded"},
+                "retry_at": {"type": "string", "description": "When the next attempt runs (failed)"},
             },
             "required": ["id", "status", "attempts"],
         },

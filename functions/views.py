@@ -27,4 +27,8 @@ def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
         view["result"] = msgspec.json.decode(fields["result"])
     if "error" in fields:
         view["error"] = fields["error"]
+    if fields.get("traceback"):
+        view["traceback"] = fields["traceback"]
+    if view["status"] == TaskStatus.FAILED and fields.get("retry_at"):
+        view["retry_at"] = _time(fields["retry_at"])
     return view

@@ -22,6 +22,7 @@ from shared.pipeline.registry import Registry
 from shared.pipeline.submission import parse_submission
 from shared.store.store import Store
 from shared.tasks import registry
+from tests.waiting import Clock
 
 
 @pytest.fixture
@@ -35,17 +36,25 @@ def accepter(broker: StubBroker, store: Store) -> Accepter:
 
 
 @pytest.fixture
-def processor(broker: StubBroker, store: Store) -> Processor:
-    return Processor(store, broker, registry, Hooks())
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def processor(broker: StubBroker, store: Store, clock: Clock) -> Processor:
+    return Processor(store, broker, registry, Hooks(), clock=clock)
 
 
 def body(document: Any) -> bytes:
     return json.dumps(document).encode()
 
 
-def delivered(broker: StubBroker) -> Delivery:
-    """The oldest message on the stub queue, taken off it as the trigger would deliver it."""
+def delivered(broker: StubBroker, clock: Clock | None = None) -> Delivery:
+    """The oldest message on the stub queue, taken off it as the trigger would deliver it: a scheduled
+    one when it is due (``clock`` moves there)."""
     message = broker.take()
+    if clock is not None and message.scheduled_at is not None:
+        clock.reach(message.scheduled_at.timestamp())
     return Delivery(message.body, message.id)
 
 
@@ -209,7 +218,7 @@ async def test_cache_hit_and_miss(
 
 
 async def test_failing_task_is_retried_then_dead_lettered_after_its_attempts(
-    accepter: Accepter, broker: StubBroker, processor: Processor, store: Store
+    accepter: Accepter, broker: StubBroker, processor: Processor, store: Store, clock: Clock
 ) -> None:
     # Given an accepted task whose handler always fails
     accepted = await accepter.accept(body({"type": "fail", "payload": {"reason": "boom"}}))
@@ -225,7 +234,7 @@ async def test_failing_task_is_retried_then_dead_lettered_after_its_attempts(
         assert found is not None
         statuses.append(found["status"])
         if attempt < max_attempts:
-            message = delivered(broker)
+            message = delivered(broker, clock)
             resent.append(message.message_id)
     # Then each failed attempt with attempts left was re-sent under its next attempt's id
     assert verdicts == [Verdict.RETRIED] * (max_attempts - 1) + [Verdict.DEAD_LETTERED]

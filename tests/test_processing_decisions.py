@@ -17,6 +17,7 @@ from shared.pipeline.hooks import Hooks
 from shared.pipeline.process import DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, Processor
 from shared.pipeline.registry import PermanentError, Registry
 from shared.store.store import Store
+from tests.waiting import Clock
 
 ATTEMPTS = 3
 
@@ -59,8 +60,13 @@ def broker() -> StubBroker:
 
 
 @pytest.fixture
-def processor(store: Store, broker: StubBroker, runs: Counter[str]) -> Processor:
-    return Processor(store, broker, small_registry(runs), Hooks())
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def processor(store: Store, broker: StubBroker, runs: Counter[str], clock: Clock) -> Processor:
+    return Processor(store, broker, small_registry(runs), Hooks(), clock=clock)
 
 
 def task(task_id: str, task_type: str, value: int = 0) -> Delivery:
@@ -113,7 +119,7 @@ async def test_a_permanent_error_is_dead_lettered_on_the_first_attempt(
 
 
 async def test_a_failing_task_is_retried_while_it_has_attempts_then_dead_lettered(
-    processor: Processor, broker: StubBroker, store: Store, runs: Counter[str]
+    processor: Processor, broker: StubBroker, store: Store, runs: Counter[str], clock: Clock
 ) -> None:
     # Given a task whose handler fails every time
     delivery = task("t-flaky", "flaky")
@@ -131,6 +137,8 @@ async def test_a_failing_task_is_retried_while_it_has_attempts_then_dead_lettere
     verdicts = []
     for _ in range(ATTEMPTS - 1):
         message = broker.take()
+        # (the broker hands a re-sent attempt over once its backoff has passed)
+        clock.reach(message.scheduled_at.timestamp() if message.scheduled_at else None)
         (decision,) = await processor.process([Delivery(message.body, message.id)])
         verdicts.append(decision.verdict)
     # Then only the last attempt is dead-lettered, and nothing more is re-sent

@@ -31,3 +31,18 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what or 'the condition'} not reached within {within}s (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+class Clock:
+    """A clock a test moves: the processor's notion of now, so a backoff need not be slept through."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def reach(self, when: float | None) -> None:
+        """Move forward to ``when`` (never back)."""
+        if when is not None:
+            self.now = max(self.now, when)

@@ -17,9 +17,8 @@ from datetime import datetime
 class OutgoingMessage:
     """A message to send: ``id`` is the task id (Service Bus duplicate detection keys on it).
 
-    ``scheduled_at`` (UTC; a naive datetime is read as UTC) asks Service Bus to enqueue the message
-    only at that time. RabbitMQ has no scheduled delivery without a plugin: it ignores the field and
-    delivers at once.
+    ``scheduled_at`` (UTC, timezone-aware) is when the message is to arrive: Service Bus enqueues it
+    then (a scheduled message); RabbitMQ holds it in a wait queue of the queue's topology.
     """
 
     id: str

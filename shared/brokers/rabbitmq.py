@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import aio_pika
@@ -16,10 +17,23 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.errors import BrokerError
-from shared.platform.rabbitmq_topology import QueueTopology, declare_queue_topology
+from shared.platform.rabbitmq_topology import (
+    QueueTopology,
+    declare_queue_topology,
+    declare_wait_queue,
+    wait_queue,
+    wait_tier,
+)
 from shared.secrets import Secret
 
 log = logging.getLogger(__name__)
+
+
+#: Seconds a connect or a publish (until the broker's confirm) may take before it is a BrokerError:
+#: a stalled broker answers 503s within seconds instead of holding every request.
+PUBLISH_TIMEOUT = 5.0
+#: A message due in less than this goes straight to the work queue.
+MIN_WAIT = 0.5
 
 
 class RabbitMQBroker(Broker):
@@ -27,13 +41,16 @@ class RabbitMQBroker(Broker):
 
     system = "rabbitmq"
 
-    def __init__(self, url: Secret, queue: str) -> None:
+    def __init__(self, url: Secret, queue: str, *, timeout: float = PUBLISH_TIMEOUT) -> None:
         self.queue = queue
         self._topology = QueueTopology.for_queue(queue)
         self._url = url
+        self._timeout = timeout
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        #: Wait tiers declared on this connection (each declared once, on first use).
+        self._wait_tiers: set[int] = set()
 
     async def _publisher(self) -> AbstractChannel:
         if self._channel is not None and not self._channel.is_closed:
@@ -42,23 +59,57 @@ class RabbitMQBroker(Broker):
             if self._channel is None or self._channel.is_closed:
                 try:
                     if self._connection is None or self._connection.is_closed:
-                        self._connection = await aio_pika.connect_robust(self._url.reveal())
+                        self._connection = await aio_pika.connect_robust(
+                            self._url.reveal(), timeout=self._timeout
+                        )
                     channel = await self._connection.channel(publisher_confirms=True)
                     await declare_queue_topology(channel, self.queue)
                 except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
                     raise BrokerError(f"RabbitMQ is not reachable for queue '{self.queue}': {exc}") from exc
                 self._channel = channel
+                self._wait_tiers = set()
         return self._channel
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
-        await self._publish(self.queue, messages)
+        """Send each message to the work queue, or, when it is scheduled later, to the wait queue of
+        its tier (:mod:`shared.platform.rabbitmq_topology`), from which it comes back when due."""
+        now = time.time()
+        routes: dict[str, list[OutgoingMessage]] = {}
+        for message in messages:
+            wait = message.scheduled_at.timestamp() - now if message.scheduled_at else 0.0
+            route = self.queue if wait < MIN_WAIT else await self._wait_queue(wait_tier(wait))
+            routes.setdefault(route, []).append(message)
+        for route, routed in routes.items():
+            await self._publish(route, routed)
 
     async def dead_letter(self, messages: Sequence[OutgoingMessage]) -> None:
         # Straight to the dead-letter queue through the default exchange, as the broker's own
         # dead-lettering (through the DLX) would put it.
         await self._publish(self._topology.dead_letter_queue, messages)
 
+    async def _wait_queue(self, tier: int) -> str:
+        name = wait_queue(self.queue, tier)
+        if tier in self._wait_tiers:
+            return name
+        channel = await self._publisher()
+        try:
+            await declare_wait_queue(channel, self.queue, tier)
+        except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+            raise BrokerError(f"RabbitMQ refused the wait queue '{name}': {exc}") from exc
+        self._wait_tiers.add(tier)
+        return name
+
     async def _publish(self, routing_key: str, messages: Sequence[OutgoingMessage]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._publish_confirmed(routing_key, messages)
+        except TimeoutError:
+            raise BrokerError(
+                f"RabbitMQ did not confirm {len(messages)} messages to '{routing_key}' within"
+                f" {self._timeout:g}s"
+            ) from None
+
+    async def _publish_confirmed(self, routing_key: str, messages: Sequence[OutgoingMessage]) -> None:
         channel = await self._publisher()
         try:
             # aio-pika builds a Message object per publish; on the accept path that costs more

@@ -63,8 +63,10 @@ class Verdict(enum.Enum):
 
     #: Done with: the task succeeded, or the message repeats work already finished.
     COMPLETED = "completed"
-    #: The attempt failed and a copy was sent for the next one.
+    #: The attempt failed and a copy was sent for the next one, to arrive after its backoff.
     RETRIED = "retried"
+    #: Not due yet, or Valkey was unreachable: sent again to arrive later; no attempt was made.
+    DEFERRED = "deferred"
     #: Moved to the dead-letter queue with its reason (undecodable, or out of attempts).
     DEAD_LETTERED = "dead-lettered"
     #: Nothing could be decided (the store or the broker failed): the trigger must hand it back.

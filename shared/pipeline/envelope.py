@@ -14,13 +14,22 @@ import msgspec
 from shared.errors import DecodeError
 
 
-class TaskEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """One task as queued: its id, type, validated payload and when it was accepted (epoch s)."""
+class TaskEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False, omit_defaults=True):
+    """One task as queued: its id, type, validated payload and when it was accepted (epoch s).
+
+    ``not_before`` (epoch s) is when it may run at the earliest: a delayed task, or the next attempt
+    of a failed one. A delivery that arrives before then is put off again, never run.
+    """
 
     id: str
     type: str
     payload: dict[str, Any]
     submitted_at: float
+    not_before: float | None = None
+
+    def due_in(self, now: float) -> float:
+        """Seconds until it may run; zero or less when it may run now."""
+        return (self.not_before or 0.0) - now
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)

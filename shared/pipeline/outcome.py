@@ -44,6 +44,10 @@ class Outcome:
     cache_ttl: int | None = None
     cache_hit: bool | None = None
     attempt: int = 1
+    #: The handler's traceback (bounded), on failure.
+    traceback: str | None = None
+    #: When the next attempt may run (epoch s), when there is one.
+    retry_at: float | None = None
 
     @property
     def status(self) -> TaskStatus:

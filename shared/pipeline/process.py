@@ -1,29 +1,38 @@
 """Process deliveries: each one decided on its own, whatever else arrived in its batch.
 
-Decode, skip what already finished, serve cached results, run the handler with its timeout, and
-record every outcome of the invocation in one Valkey round trip. Then settle each delivery through
-the broker: a failed attempt with attempts left is re-sent as a new message and the delivery is done
-with; one out of attempts (or that raised :class:`~shared.pipeline.registry.PermanentError`), and a
-message that is not a task at all, go to the dead-letter queue with their reason. Only when the store
-or the broker cannot be reached is a delivery handed back to its trigger for redelivery.
+Decode, put off what is not due yet, skip what already finished, serve cached results, run the
+handler with its timeout, and record every outcome of the invocation in one Valkey round trip. Then
+settle each delivery through the broker: a failed attempt with attempts left is re-sent to arrive
+after its backoff, and the delivery is done with; one out of attempts (or that raised
+:class:`~shared.pipeline.registry.PermanentError`), and a message that is not a task at all, go to the
+dead-letter queue with their reason.
+
+Valkey being unreachable is no failure of a task: the processor holds its deliveries and tries again
+for a while (:mod:`shared.pipeline.patience`), then puts them off through the broker. Only when the
+broker cannot take them either is a delivery handed back to its trigger for redelivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import msgspec
 
 from shared.brokers import Broker, OutgoingMessage
-from shared.errors import BrokerError, DecodeError
+from shared.errors import BrokerError, DecodeError, StoreError
 from shared.pipeline.delivery import Decision, Delivery, Verdict
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.hooks import Hooks, ProcessScope
 from shared.pipeline.outcome import Attempt, Outcome, cache_key
+from shared.pipeline.patience import Outage, patiently
 from shared.pipeline.registry import PermanentError, Registry, TaskType
 from shared.pipeline.status import TaskStatus
 from shared.store.store import Store
@@ -34,6 +43,15 @@ log = logging.getLogger(__name__)
 #: names Service Bus itself sets when it dead-letters, so both kinds read alike.
 DEAD_LETTER_REASON = "DeadLetterReason"
 DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
+#: A delivery due within this many seconds runs now (clocks and brokers are not exact).
+DUE_TOLERANCE = 0.5
+#: How long deliveries are held while Valkey is unreachable before they are put off through the broker;
+#: well within Service Bus's one-minute lock.
+STORE_PATIENCE = 20.0
+#: How far they are put off then.
+STORE_OUTAGE_DELAY = 30.0
+#: The most of a handler's traceback kept in the task's status.
+TRACEBACK_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,61 +72,101 @@ class _Plan:
 class Processor:
     """Runs delivered tasks through their handlers, records what happened and settles each message."""
 
-    def __init__(self, store: Store, broker: Broker, registry: Registry, hooks: Hooks) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        registry: Registry,
+        hooks: Hooks,
+        *,
+        store_patience: float = STORE_PATIENCE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock`` tells the time (epoch s): when a task is due and when its next attempt is."""
+        self._clock = clock
         self._store = store
         self._broker = broker
         self._registry = registry
         self._hooks = hooks
+        self._patience = store_patience
+        self._valkey = Outage("Valkey")
 
     async def process(self, deliveries: Sequence[Delivery]) -> list[Decision]:
-        """One decision per delivery, in order.
-
-        Raises :class:`~shared.errors.StoreError` when Valkey cannot be reached before anything was
-        decided (every delivery then goes back to its broker).
-        """
+        """One decision per delivery, in order."""
         with self._hooks.processing(self._broker.system, self._broker.queue, deliveries) as scope:
             return await self._process(deliveries, scope)
 
     async def _process(self, deliveries: Sequence[Delivery], scope: ProcessScope) -> list[Decision]:
         decisions: list[Decision | None] = [None] * len(deliveries)
         plans: list[_Plan] = []
-        undecodable: list[tuple[int, str]] = []
+        early: list[_Plan] = []
+        now = self._clock()
         for position, delivery in enumerate(deliveries):
             try:
                 envelope = TaskEnvelope.decode(delivery.body)
             except DecodeError as exc:
-                undecodable.append((position, str(exc)))
+                decisions[position] = await self._undecodable(delivery, str(exc))
                 continue
-            plans.append(_Plan.of(position, envelope, self._registry.get(envelope.type)))
-        for position, reason in undecodable:
-            decisions[position] = await self._undecodable(deliveries[position], reason)
+            plan = _Plan.of(position, envelope, self._registry.get(envelope.type))
+            (early if envelope.due_in(now) > DUE_TOLERANCE else plans).append(plan)
+        for plan, decision in zip(early, await self._put_off(early, None, deliveries), strict=True):
+            decisions[plan.position] = decision
         if plans:
-            ids = [plan.envelope.id for plan in plans]
-            with self._hooks.store_call("begin", ids):
-                attempts = await self._store.begin([(plan.envelope, plan.cache) for plan in plans])
-            runs = []
-            for plan, attempt in zip(plans, attempts, strict=True):
-                settled = _already_settled(plan.envelope, attempt)
-                if settled is None:
-                    runs.append(self._run_in_scope(scope, plan, attempt))
-                else:
-                    decisions[plan.position] = Decision(deliveries[plan.position], settled)
-            outcomes = list(await asyncio.gather(*runs))
-            if outcomes:
-                with self._hooks.store_call("record", [o.envelope.id for o in outcomes]):
-                    await self._store.record(outcomes)
-                self._hooks.recorded(outcomes)
-                positions = {plan.envelope.id: plan.position for plan in plans}
-                for outcome, (verdict, reason) in zip(outcomes, await self._settle(outcomes), strict=True):
-                    position = positions[outcome.envelope.id]
-                    decisions[position] = Decision(deliveries[position], verdict, reason)
+            for position, decision in (await self._run_plans(plans, deliveries, scope)).items():
+                decisions[position] = decision
         return [d for d in decisions if d is not None]
+
+    async def _run_plans(
+        self, plans: list[_Plan], deliveries: Sequence[Delivery], scope: ProcessScope
+    ) -> dict[int, Decision]:
+        ids = [plan.envelope.id for plan in plans]
+        decisions: dict[int, Decision] = {}
+        try:
+            with self._hooks.store_call("begin", ids):
+                attempts = await self._patiently(
+                    lambda: self._store.begin([(plan.envelope, plan.cache) for plan in plans])
+                )
+        except StoreError:
+            # Nothing was started: no attempt of any task. Put them off until Valkey is back.
+            later = self._clock() + STORE_OUTAGE_DELAY
+            for plan, decision in zip(plans, await self._put_off(plans, later, deliveries), strict=True):
+                decisions[plan.position] = decision
+            return decisions
+        runs = []
+        for plan, attempt in zip(plans, attempts, strict=True):
+            settled = _already_settled(plan.envelope, attempt)
+            if settled is None:
+                runs.append(self._run_in_scope(scope, plan, attempt))
+            else:
+                decisions[plan.position] = Decision(deliveries[plan.position], settled)
+        outcomes = list(await asyncio.gather(*runs))
+        if not outcomes:
+            return decisions
+        positions = {plan.envelope.id: plan.position for plan in plans}
+        try:
+            with self._hooks.store_call("record", [o.envelope.id for o in outcomes]):
+                await self._patiently(lambda: self._store.record(outcomes))
+        except StoreError as exc:
+            # The handlers ran but Valkey never heard: hand the messages back (a later delivery may run
+            # a task again, which at-least-once allows; the outage was longer than the patience).
+            log.error("Valkey stayed unreachable; %d finished tasks are handed back: %s", len(outcomes), exc)
+            for outcome in outcomes:
+                position = positions[outcome.envelope.id]
+                decisions[position] = Decision(deliveries[position], Verdict.REDELIVER, str(exc))
+            return decisions
+        self._hooks.recorded(outcomes)
+        for outcome, (verdict, reason) in zip(outcomes, await self._settle(outcomes), strict=True):
+            position = positions[outcome.envelope.id]
+            decisions[position] = Decision(deliveries[position], verdict, reason)
+        return decisions
+
+    async def _patiently(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        return await patiently(call, self._valkey, (StoreError,), self._patience)
 
     async def _undecodable(self, delivery: Delivery, reason: str) -> Decision:
         log.error(
             "Message %s is not a task and goes to the dead-letter queue: %s", delivery.message_id, reason
         )
-        await self._store.record_undecodable(delivery.message_id, reason)
         message = OutgoingMessage(
             delivery.message_id or "undecodable",
             delivery.body,
@@ -119,7 +177,26 @@ class Processor:
         except BrokerError as exc:
             log.error("Message %s could not be dead-lettered, handed back: %s", delivery.message_id, exc)
             return Decision(delivery, Verdict.REDELIVER, str(exc))
+        try:
+            await self._store.record_undecodable(delivery.message_id, reason)
+        except StoreError as exc:  # the dead letter itself is kept; only the counter misses it
+            log.warning("Message %s dead-lettered, but Valkey did not count it: %s", delivery.message_id, exc)
         return Decision(delivery, Verdict.DEAD_LETTERED, reason)
+
+    async def _put_off(
+        self, plans: Sequence[_Plan], until: float | None, deliveries: Sequence[Delivery]
+    ) -> list[Decision]:
+        """Re-send each task to arrive when it is due (``until``, else its own ``not_before``)."""
+        if not plans:
+            return []
+        messages = [_later(plan.envelope, until if until is not None else self._clock()) for plan in plans]
+        try:
+            with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
+                await self._broker.send_batch(traced)
+        except BrokerError as exc:
+            log.error("Could not put off %d task(s) through the broker, handed back: %s", len(plans), exc)
+            return [Decision(deliveries[p.position], Verdict.REDELIVER, str(exc)) for p in plans]
+        return [Decision(deliveries[p.position], Verdict.DEFERRED) for p in plans]
 
     async def _run_in_scope(self, scope: ProcessScope, plan: _Plan, attempt: Attempt) -> Outcome:
         with scope.running(plan.envelope, plan.position) as task:
@@ -129,7 +206,7 @@ class Processor:
 
     async def _run(self, plan: _Plan, attempt: Attempt) -> Outcome:
         envelope, task_type = plan.envelope, plan.task_type
-        started = time.time()
+        started = self._clock()
         if task_type is None:
             log.error("Task %s has unknown type %s: dead-lettered", envelope.id, envelope.type)
             error = f"unknown task type '{envelope.type}'"
@@ -151,24 +228,7 @@ class Processor:
                 result = await task_type.handler(payload)
             encoded = msgspec.json.encode(result)
         except Exception as exc:
-            final = isinstance(exc, PermanentError) or attempt.attempts >= task_type.max_attempts
-            error = _describe(exc, task_type)
-            log.warning(
-                "Task %s attempt %d/%d failed%s: %s",
-                envelope.id,
-                attempt.attempts,
-                task_type.max_attempts,
-                " permanently" if isinstance(exc, PermanentError) else "",
-                error,
-            )
-            return Outcome(
-                envelope,
-                started,
-                time.perf_counter() - clock,
-                error=error,
-                final=final,
-                attempt=attempt.attempts,
-            )
+            return self._failed(plan, task_type, attempt, exc, started, time.perf_counter() - clock)
         return Outcome(
             envelope,
             started,
@@ -178,6 +238,40 @@ class Processor:
             cache_ttl=task_type.cache_ttl,
             cache_hit=False if plan.cache else None,
             attempt=attempt.attempts,
+        )
+
+    def _failed(
+        self, plan: _Plan, task_type: TaskType, attempt: Attempt, exc: Exception, started: float, took: float
+    ) -> Outcome:
+        envelope = plan.envelope
+        permanent = isinstance(exc, PermanentError)
+        final = permanent or attempt.attempts >= task_type.max_attempts
+        error = _describe(exc, task_type)
+        retry_at = (
+            None if final else started + took + task_type.retry_delay(attempt.attempts, random.random())
+        )
+        # Logged once per failed attempt with the handler's own traceback: a WARNING while another
+        # attempt follows, an ERROR when the task is dead-lettered.
+        log.log(
+            logging.ERROR if final else logging.WARNING,
+            "Task %s attempt %d/%d failed%s: %s",
+            envelope.id,
+            attempt.attempts,
+            task_type.max_attempts,
+            _what_next(permanent, None if retry_at is None else retry_at - started - took),
+            error,
+            exc_info=exc,
+        )
+        trace = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
+        return Outcome(
+            envelope,
+            started,
+            took,
+            error=error,
+            final=final,
+            attempt=attempt.attempts,
+            traceback=trace,
+            retry_at=retry_at,
         )
 
     async def _settle(self, outcomes: Sequence[Outcome]) -> list[tuple[Verdict, str]]:
@@ -218,7 +312,16 @@ class Processor:
         return {}
 
 
+_T = TypeVar("_T")
 _VERDICTS = {TaskStatus.FAILED: Verdict.RETRIED, TaskStatus.DEAD_LETTERED: Verdict.DEAD_LETTERED}
+
+
+def _what_next(permanent: bool, retry_in: float | None) -> str:
+    if permanent:
+        return " permanently; dead-lettered"
+    if retry_in is None:
+        return "; out of attempts, dead-lettered"
+    return f"; next attempt in {retry_in:.1f}s"
 
 
 def _already_settled(envelope: TaskEnvelope, attempt: Attempt) -> Verdict | None:
@@ -232,11 +335,26 @@ def _already_settled(envelope: TaskEnvelope, attempt: Attempt) -> Verdict | None
     return None
 
 
+def _later(envelope: TaskEnvelope, now: float) -> OutgoingMessage:
+    """The task's message again, to arrive when it is due (at ``now`` at the earliest); a message id
+    of its own, since Service Bus drops a second message with an id it has seen as a duplicate."""
+    due = max(now, envelope.not_before or now)
+    return OutgoingMessage(
+        f"{envelope.id}.later.{int(due * 1000)}",
+        envelope.encode(),
+        scheduled_at=datetime.fromtimestamp(due, UTC),
+    )
+
+
 def _retry_message(outcome: Outcome) -> OutgoingMessage:
-    # A message id of its own per attempt: Service Bus would drop a second message with the task's id
-    # as a duplicate. The envelope (and so the task id) is unchanged.
-    envelope = outcome.envelope
-    return OutgoingMessage(f"{envelope.id}.{outcome.attempt + 1}", envelope.encode())
+    # The next attempt is not run before its backoff: the envelope says when, and the broker holds it
+    # until then (a Service Bus scheduled message, a RabbitMQ wait queue).
+    envelope = msgspec.structs.replace(outcome.envelope, not_before=outcome.retry_at)
+    return OutgoingMessage(
+        f"{envelope.id}.{outcome.attempt + 1}",
+        envelope.encode(),
+        scheduled_at=datetime.fromtimestamp(outcome.retry_at, UTC) if outcome.retry_at else None,
+    )
 
 
 def _dead_letter_message(outcome: Outcome) -> OutgoingMessage:

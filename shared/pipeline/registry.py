@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from shared.errors import ConfigError
+from shared.platform.backoff import backoff_delay
 
 Handler = Callable[[Any], Awaitable[Any]]
 
@@ -32,6 +33,8 @@ Handler = Callable[[Any], Awaitable[Any]]
 #: the brokers' own delivery limits (the RabbitMQ extension's 5th failure, Service Bus's
 #: MaxDeliveryCount 5 in infra/) only catch crashes; a test keeps the three equal.
 MAX_ATTEMPTS_LIMIT = 5
+#: The longest a task may be put off: a delay asked for at submission, or a retry's backoff (7 days).
+MAX_DELAY_SECONDS = 7 * 24 * 3600
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
@@ -46,6 +49,13 @@ class TaskType:
     timeout: float
     max_attempts: int
     cache_ttl: int | None
+    #: Seconds before the second attempt; it doubles after each failure, up to ``backoff_max``.
+    backoff: float = 1.0
+    backoff_max: float = 300.0
+
+    def retry_delay(self, failed_attempt: int, jitter: float) -> float:
+        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed; ``jitter`` in ``[0, 1]``."""
+        return backoff_delay(failed_attempt, jitter, base=self.backoff, cap=self.backoff_max)
 
     def validate(self, payload: object) -> msgspec.Struct:
         """The payload as its schema type; :class:`PayloadError` names the field at fault."""
@@ -100,8 +110,14 @@ class Registry:
         timeout: float = 30.0,
         max_attempts: int = 3,
         cache_ttl: int | None = None,
+        backoff: float = 1.0,
+        backoff_max: float = 300.0,
     ) -> Callable[[Handler], Handler]:
-        """Register an async handler whose one parameter's annotation is its payload schema."""
+        """Register an async handler whose one parameter's annotation is its payload schema.
+
+        A failed attempt is retried after ``backoff`` seconds, doubling after each failure up to
+        ``backoff_max`` (half of each wait is random, so failures do not come back in step).
+        """
 
         def register(handler: Handler) -> Handler:
             task_name = name or handler.__name__
@@ -113,8 +129,19 @@ class Registry:
                 raise ConfigError(f"task type '{task_name}': max_attempts must be 1..{MAX_ATTEMPTS_LIMIT}")
             if timeout <= 0 or (cache_ttl is not None and cache_ttl <= 0):
                 raise ConfigError(f"task type '{task_name}': timeout and cache_ttl must be positive")
+            if not 0 < backoff <= backoff_max <= MAX_DELAY_SECONDS:
+                raise ConfigError(
+                    f"task type '{task_name}': 0 < backoff <= backoff_max <= {MAX_DELAY_SECONDS} seconds"
+                )
             self._types[task_name] = TaskType(
-                task_name, handler, _payload_type(task_name, handler), timeout, max_attempts, cache_ttl
+                task_name,
+                handler,
+                _payload_type(task_name, handler),
+                timeout,
+                max_attempts,
+                cache_ttl,
+                backoff,
+                backoff_max,
             )
             return handler
 

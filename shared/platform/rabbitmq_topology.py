@@ -8,6 +8,12 @@ longer declares anything (it requires the queue to exist), so whoever starts fir
 * ``<queue>.dlx``: durable fanout exchange, so the message keeps its routing key and still arrives;
 * ``<queue>.dead-letter``: durable queue bound to it.
 
+Messages that must wait (a retry's backoff, a delayed task) wait without a plugin in per-tier wait
+queues ``<queue>.wait.<N>s``, declared on first use: every message in a tier has the same TTL, so
+they expire in order, and on expiry the broker dead-letters them through the default exchange back
+to ``<queue>``. A wait is split into tiers of powers of two seconds; a message back early waits again
+in the tier of what remains (the pipeline checks the task's ``not_before``).
+
 The pipeline's sender (``shared/brokers/rabbitmq.py``) and the local host's ``rabbitMQTrigger``
 both declare through this one module: the two sides must agree exactly, or the second declaration
 fails with ``PRECONDITION_FAILED``. It depends on aio-pika only.
@@ -26,6 +32,33 @@ from aio_pika.exceptions import ChannelPreconditionFailed
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_EXCHANGE_HEADER = "x-dead-letter-exchange"
+#: Wait tiers in seconds: 1 s to 2^19 s (about six days); longer waits take several.
+WAIT_TIERS: tuple[int, ...] = tuple(2**n for n in range(20))
+
+
+def wait_tier(seconds: float) -> int:
+    """The tier a wait of ``seconds`` starts in: the longest not past it (1 s for a shorter wait)."""
+    fitting: list[int] = [tier for tier in WAIT_TIERS if tier <= seconds]
+    return fitting[-1] if fitting else WAIT_TIERS[0]
+
+
+def wait_queue(queue: str, tier: int) -> str:
+    return f"{queue}.wait.{tier}s"
+
+
+async def declare_wait_queue(channel: AbstractChannel, queue: str, tier: int) -> str:
+    """Declare the wait queue of ``tier`` seconds for ``queue``; its name."""
+    name = wait_queue(queue, tier)
+    await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={
+            "x-message-ttl": tier * 1000,
+            DEAD_LETTER_EXCHANGE_HEADER: "",
+            "x-dead-letter-routing-key": queue,
+        },
+    )
+    return name
 
 
 @dataclass(frozen=True)
@@ -110,7 +143,7 @@ def _warn_kept_queue(queue_name: str, reason: str) -> None:
 
 
 async def delete_queue_topology(url: str, queue_name: str) -> None:
-    """Delete the queue, its dead-letter queue and exchange: what :func:`declare_queue_topology` made.
+    """Delete the queue, its dead-letter queue and exchange and its wait queues.
 
     For tests and the benchmark, which each work on queues of their own.
     """
@@ -121,3 +154,5 @@ async def delete_queue_topology(url: str, queue_name: str) -> None:
         await channel.queue_delete(topology.queue)
         await channel.queue_delete(topology.dead_letter_queue)
         await channel.exchange_delete(topology.dead_letter_exchange)
+        for tier in WAIT_TIERS:  # deleting a queue that does not exist is no error
+            await channel.queue_delete(wait_queue(queue_name, tier))

@@ -67,7 +67,7 @@ return #KEYS - 1
 # cache hit ('1' hit, '0' miss, '' not cached), cache ttl, cache expiry.
 _SUCCEED = """
 redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[4], 'finished_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'error')
+redis.call('HDEL', KEYS[1], 'error', 'traceback', 'retry_at', 'envelope')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'processed', 1)
 redis.call('HINCRBY', KEYS[2], 'processed:' .. ARGV[3], 1)
@@ -87,11 +87,15 @@ end
 return 1
 """
 
-# KEYS: task, counters; ARGV: now, ttl, type, error, final ('1' when attempts are used up).
+# KEYS: task, counters; ARGV: now, ttl, type, error, final ('1' when attempts are used up), the
+# handler's traceback, when the next attempt is due ('' when none), the task's envelope (to redrive it).
 _FAIL = """
 local status = 'failed'
 if ARGV[5] == '1' then status = 'dead-lettered' end
-redis.call('HSET', KEYS[1], 'status', status, 'error', ARGV[4], 'finished_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', status, 'error', ARGV[4], 'finished_at', ARGV[1],
+           'traceback', ARGV[6], 'envelope', ARGV[8])
+if ARGV[7] == '' then redis.call('HDEL', KEYS[1], 'retry_at')
+else redis.call('HSET', KEYS[1], 'retry_at', ARGV[7]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'failed', 1)
 redis.call('HINCRBY', KEYS[2], 'failed:' .. ARGV[3], 1)
@@ -219,6 +223,9 @@ class Store:
             envelope.type,
             (outcome.error or "")[:2000],
             "1" if outcome.final else "0",
+            outcome.traceback or "",
+            "" if outcome.retry_at is None else outcome.retry_at,
+            envelope.encode(),
         ]
         return FAIL.command([task_key(envelope.id), COUNTERS], args)
 
