@@ -14,6 +14,9 @@ from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.registry import PayloadError, Registry
 
 MAX_TASKS_PER_SUBMISSION = 1000
+#: How deep a body may nest arrays and objects (the task and its payload included).
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
 _JSON = msgspec.json.Decoder()
 
 
@@ -27,10 +30,7 @@ class Submission:
 
 def parse_submission(body: bytes, registry: Registry, *, now: float | None = None) -> Submission:
     """Validate a body of one task or an array of up to 1,000; every bad index and field is named."""
-    try:
-        document = _JSON.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValidationError([FieldError(None, "body", f"not valid JSON: {exc}")]) from exc
+    document = _decode(body)
     is_batch = isinstance(document, list)
     items = document if is_batch else [document]
     if is_batch and not items:
@@ -53,6 +53,35 @@ def parse_submission(body: bytes, registry: Registry, *, now: float | None = Non
     if errors:
         raise ValidationError(errors)
     return Submission(envelopes, is_batch)
+
+
+def _decode(body: bytes) -> Any:
+    """The JSON document of ``body``; a 400 for invalid JSON or nesting past :data:`MAX_JSON_DEPTH`."""
+    try:
+        document = _JSON.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValidationError([FieldError(None, "body", f"not valid JSON: {exc}")]) from exc
+    except RecursionError as exc:  # far past the limit: the decoder ran out of stack first
+        raise ValidationError([FieldError(None, "body", _TOO_DEEP)]) from exc
+    # Counting brackets runs in C; only a body with enough of them to nest too deep is walked.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _nests_deeper(document, MAX_JSON_DEPTH):
+        raise ValidationError([FieldError(None, "body", _TOO_DEEP)])
+    return document
+
+
+def _nests_deeper(document: object, limit: int) -> bool:
+    """Whether arrays and objects in ``document`` nest more than ``limit`` levels (no recursion)."""
+    if not isinstance(document, dict | list):
+        return False
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth == limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
 
 
 class _ItemError(Exception):
