@@ -24,6 +24,7 @@ import uvicorn
 
 from local.host.errors import AppLoadError, HostError, IndexingError
 from local.host.http.keys import KeyRing, ensure_host_key
+from local.host.http.protocol import KEEP_ALIVE_SECONDS, LimitedHttpToolsProtocol
 from local.host.http.server import DEFAULT_BODY_LIMIT, HttpFront, http_routes
 from local.host.indexing import IndexedFunction, index, load_app
 from local.host.invoker import Invoker
@@ -148,7 +149,10 @@ async def serve(
         lifespan="off",
         # No proxy in front of a local host: skip the middleware that rewrites client addresses.
         proxy_headers=False,
-        http="httptools",
+        # httptools, with Kestrel's limits on request headers (size, time) in front of it.
+        http=LimitedHttpToolsProtocol,
+        # Idle keep-alive connections are closed after this many seconds (before a first request too).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         loop="none",
         timeout_graceful_shutdown=30,
     )
