@@ -13,7 +13,7 @@ import pytest
 from shared.brokers.base import Backlog
 from shared.brokers.stub import StubBroker
 from shared.errors import BackpressureError, BrokerError, ValidationError
-from shared.pipeline.accept import Accepter
+from shared.pipeline.accept import FAST_FAIL_SECONDS, Accepter
 from shared.pipeline.delivery import Delivery, Verdict
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.hooks import Hooks
@@ -127,7 +127,9 @@ async def test_refused_send_leaves_no_trace(accepter: Accepter, broker: StubBrok
     with pytest.raises(BrokerError):
         await accepter.accept(body({"type": "echo"}), idempotency_key="k1")
     assert (await store.stats())["totals"]["accepted"] == 0
-    # The key was released: the client's retry is sent, not answered from the failed attempt
+    # The key was released: the client's retry (after the second in which submissions fail fast) is
+    # sent, not answered from the failed attempt
+    await asyncio.sleep(FAST_FAIL_SECONDS + 0.05)
     retried = await accepter.accept(body({"type": "echo"}), idempotency_key="k1")
     assert not retried.replayed
     assert len(broker.messages) == 1

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 #: Seconds a connect or a publish (until the broker's confirm) may take before it is a BrokerError:
 #: a stalled broker answers 503s within seconds instead of holding every request.
 PUBLISH_TIMEOUT = 5.0
+#: What aio-pika and aiormq raise while a connection is down, closing or reconnecting: refused and
+#: reset sockets, AMQP errors, and RuntimeErrors such as "connection closed" or an invalid channel
+#: state. All of them mean the broker cannot take the message now (a 503, not a 500).
+_CLIENT_ERRORS = (TimeoutError, OSError, RuntimeError, aiormq.exceptions.AMQPError)
 #: A message due in less than this goes straight to the work queue.
 MIN_WAIT = 0.5
 
@@ -64,7 +68,7 @@ class RabbitMQBroker(Broker):
                         )
                     channel = await self._connection.channel(publisher_confirms=True)
                     await declare_queue_topology(channel, self.queue)
-                except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+                except _CLIENT_ERRORS as exc:
                     raise BrokerError(f"RabbitMQ is not reachable for queue '{self.queue}': {exc}") from exc
                 self._channel = channel
                 self._wait_tiers = set()
@@ -94,7 +98,7 @@ class RabbitMQBroker(Broker):
         channel = await self._publisher()
         try:
             await declare_wait_queue(channel, self.queue, tier)
-        except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+        except _CLIENT_ERRORS as exc:
             raise BrokerError(f"RabbitMQ refused the wait queue '{name}': {exc}") from exc
         self._wait_tiers.add(tier)
         return name
@@ -116,7 +120,7 @@ class RabbitMQBroker(Broker):
             # than the publish itself, so publish on the AMQP channel underneath. aiormq raises
             # for a nack (DeliveryError) and for an unroutable message (PublishError).
             underlay = await channel.get_underlay_channel()
-        except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+        except _CLIENT_ERRORS as exc:
             raise BrokerError(f"RabbitMQ channel for '{self.queue}' is not open: {exc}") from exc
         publishes = [
             underlay.basic_publish(
@@ -152,7 +156,7 @@ class RabbitMQBroker(Broker):
                 underlay = await channel.get_underlay_channel()
                 queue = await underlay.queue_declare(self.queue, passive=True)
                 dead = await underlay.queue_declare(self._topology.dead_letter_queue, passive=True)
-        except (OSError, aiormq.exceptions.AMQPError) as exc:
+        except _CLIENT_ERRORS as exc:
             raise BrokerError(f"cannot read the backlog of '{self.queue}': {exc}") from exc
         active = queue.message_count or 0
         dead_lettered = dead.message_count or 0

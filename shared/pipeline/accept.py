@@ -9,13 +9,18 @@ import time
 from dataclasses import dataclass
 
 from shared.brokers import Broker, OutgoingMessage
-from shared.errors import BackpressureError
+from shared.errors import BackpressureError, BrokerError
 from shared.pipeline.hooks import Hooks
+from shared.pipeline.patience import Outage
 from shared.pipeline.registry import Registry
 from shared.pipeline.submission import parse_submission
 from shared.store.store import Store
 
 log = logging.getLogger(__name__)
+
+#: For this long after the broker failed a send, submissions answer 503 without trying it (one WARNING
+#: says when an outage starts and one when it ends, instead of a traceback per request).
+FAST_FAIL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class Accepter:
         self._backlog_cache_seconds = backlog_cache_seconds
         self._backlog_checked = 0.0
         self._backlog_total = 0
+        self._broker_outage = Outage("The broker")
 
     async def accept(self, body: bytes, idempotency_key: str | None = None) -> Accepted:
         submission = parse_submission(body, self._registry)
@@ -59,17 +65,22 @@ class Accepter:
             if earlier is not None:
                 log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier))
                 return Accepted(earlier, submission.is_batch, replayed=True)
+        if self._broker_outage.failed_within(FAST_FAIL_SECONDS):
+            # The broker failed a moment ago: answer 503 at once, leaving nothing behind in Valkey.
+            raise BrokerError(f"the broker for '{self._broker.queue}' is unreachable; retry shortly")
         with self._hooks.store_call("record_accepted", ids):
             await self._store.record_accepted(envelopes)
         messages = [OutgoingMessage(e.id, e.encode()) for e in envelopes]
         try:
             with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
                 await self._broker.send_batch(traced)
-        except Exception:
+        except BrokerError as exc:
+            self._broker_outage.failed(exc)
             await self._store.forget_accepted(envelopes)
             if idempotency_key:
                 await self._store.release_idempotency_key(idempotency_key)
             raise
+        self._broker_outage.recovered()
         self._hooks.accepted(envelopes)
         if len(envelopes) == 1:
             log.debug("Task %s accepted (type %s)", envelopes[0].id, envelopes[0].type)

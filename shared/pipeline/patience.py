@@ -27,23 +27,29 @@ class Outage:
     def __init__(self, name: str) -> None:
         self.name = name
         self._since: float | None = None
+        self._last = 0.0
         self._failures = 0
 
     @property
     def ongoing(self) -> bool:
         return self._since is not None
 
+    def failed_within(self, seconds: float) -> bool:
+        """Whether the last call failed less than ``seconds`` ago (and none has succeeded since)."""
+        return self._since is not None and time.monotonic() - self._last < seconds
+
     def failed(self, exc: BaseException) -> None:
         self._failures += 1
+        self._last = time.monotonic()
         if self._since is None:
             self._since = time.monotonic()
-            log.warning("%s is unreachable (%s); holding work and trying again", self.name, exc)
+            log.warning("%s is unreachable: %s", self.name, exc)
 
     def recovered(self) -> None:
         if self._since is None:
             return
         log.warning(
-            "%s is reachable again after %.1fs (%d failed calls meanwhile)",
+            "%s is reachable again after %.1fs (%d calls failed meanwhile)",
             self.name,
             time.monotonic() - self._since,
             self._failures,
