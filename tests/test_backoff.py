@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.host.backoff import backoff_delay
+from shared.platform.backoff import backoff_delay
 
 
 @pytest.mark.parametrize(

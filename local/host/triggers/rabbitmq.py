@@ -28,12 +28,12 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 
-from local.host.backoff import backoff_delay
 from local.host.errors import FunctionFailedError, HostError, ListenerUnavailableError
 from local.host.indexing import IndexedFunction
 from local.host.invoker import Invoker
 from local.host.triggers import ListenerContext
 from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
+from shared.platform.backoff import backoff_delay
 from shared.platform.rabbitmq_topology import declare_queue_topology
 
 log = logging.getLogger(__name__)

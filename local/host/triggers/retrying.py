@@ -13,9 +13,9 @@ import asyncio
 import logging
 import random
 
-from local.host.backoff import backoff_delay
 from local.host.errors import HostError, ListenerUnavailableError
 from local.host.triggers import Listener
+from shared.platform.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import AutoLockRenewer
 
-from local.host.backoff import backoff_delay
 from local.host.errors import FunctionFailedError, HostError
 from local.host.indexing import IndexedFunction
 from local.host.triggers import ListenerContext
@@ -38,6 +37,7 @@ from local.host.triggers.servicebus_client import (
 )
 from local.host.triggers.servicebus_convert import input_shape, to_argument, trace_context
 from local.host.triggers.servicebus_options import ServiceBusTriggerOptions, ignored_settings
+from shared.platform.backoff import backoff_delay
 from shared.platform.servicebus_connection import ConnectionSettingError, resolve_connection
 
 log = logging.getLogger(__name__)
