@@ -10,7 +10,15 @@ from typing import Any
 import azure.functions as func
 import msgspec
 
-from shared.errors import BackpressureError, BrokerError, StoreError, TasklaneError, ValidationError
+from shared.errors import (
+    BackpressureError,
+    BrokerError,
+    IdempotencyConflictError,
+    IdempotencyMismatchError,
+    StoreError,
+    TasklaneError,
+    ValidationError,
+)
 from shared.pipeline.delivery import TraceContext
 from shared.pipeline.hooks import RequestScope
 from shared.pipeline.root import hooks
@@ -52,6 +60,8 @@ PROBLEMS: dict[type[TasklaneError], Problem] = {
     BackpressureError: Problem(429, "backlog over its limit, retry later"),
     BrokerError: Problem(503, "the queue (broker) is not reachable right now", retry_after=5),
     StoreError: Problem(503, "the status store (Valkey) is not reachable right now", retry_after=5),
+    IdempotencyConflictError: Problem(409, "a request with this Idempotency-Key is still in flight", 1),
+    IdempotencyMismatchError: Problem(422, "this Idempotency-Key was used with another request body"),
 }
 
 

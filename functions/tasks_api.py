@@ -5,7 +5,14 @@ import azure.functions as func
 from functions import openapi
 from functions.http import DECLARED, ERROR_SCHEMA, Answer, Route, Routes, json_response, problem
 from functions.views import task_view
-from shared.errors import BackpressureError, BrokerError, StoreError, ValidationError
+from shared.errors import (
+    BackpressureError,
+    BrokerError,
+    IdempotencyConflictError,
+    IdempotencyMismatchError,
+    StoreError,
+    ValidationError,
+)
 from shared.pipeline.hooks import RequestScope
 from shared.pipeline.root import pipeline
 
@@ -27,7 +34,11 @@ _QUEUED = {
         "tasks",
         "Submit one task or an array of up to 1,000",
         {
-            202: Answer("Accepted: the broker has every message", _QUEUED, ("Location",)),
+            202: Answer(
+                "Accepted: the broker has every message (or, with Idempotency-Key, the first answer again)",
+                _QUEUED,
+                ("Location", "Idempotent-Replayed"),
+            ),
             413: Answer("Body too large", ERROR_SCHEMA),
             415: Answer("Not application/json", ERROR_SCHEMA),
         },
@@ -41,7 +52,14 @@ _QUEUED = {
         ),
         request_body=openapi.SUBMISSION,
     ),
-    raises=(ValidationError, BackpressureError, BrokerError, StoreError),
+    raises=(
+        ValidationError,
+        BackpressureError,
+        BrokerError,
+        StoreError,
+        IdempotencyConflictError,
+        IdempotencyMismatchError,
+    ),
 )
 async def submit_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
     content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -54,8 +72,10 @@ async def submit_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpR
     accepted = await found.accepter.accept(body, req.headers.get("idempotency-key"))
     scope.tasks(accepted.ids)
     items = [{"id": task_id, "status": "queued"} for task_id in accepted.ids]
-    location = f"/api/tasks/{accepted.ids[0]}"
-    return json_response(items if accepted.is_batch else items[0], 202, {"Location": location})
+    headers = {"Location": f"/api/tasks/{accepted.ids[0]}"}
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(items if accepted.is_batch else items[0], 202, headers)
 
 
 @routes.add(

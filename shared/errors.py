@@ -60,3 +60,11 @@ class BackpressureError(TasklaneError):
 
 class TaskFailedError(TasklaneError):
     """A handler raised or timed out; the message is redelivered until its attempts run out."""
+
+
+class IdempotencyConflictError(TasklaneError):
+    """A request with the same Idempotency-Key is still in flight; retry once it has finished."""
+
+
+class IdempotencyMismatchError(TasklaneError):
+    """The Idempotency-Key was used before with another request body."""

@@ -43,6 +43,8 @@ def test_the_document_lists_the_503s_of_the_reads() -> None:
     assert "503" in paths["/tasks/{id}"]["get"]["responses"]
     assert "503" in paths["/stats"]["get"]["responses"]
     assert "Retry-After" in paths["/stats"]["get"]["responses"]["503"]["headers"]
+    # and the submission's idempotency answers: in flight (409), another body (422)
+    assert {"409", "422"} <= set(paths["/tasks"]["post"]["responses"])
 
 
 def test_an_answer_the_document_does_not_list_is_found() -> None:

@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+
+import msgspec
 
 from shared.brokers import Broker, OutgoingMessage
-from shared.errors import BackpressureError, BrokerError
+from shared.errors import (
+    BackpressureError,
+    BrokerError,
+    IdempotencyConflictError,
+    IdempotencyMismatchError,
+    StoreError,
+)
+from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.hooks import Hooks
 from shared.pipeline.patience import Outage
 from shared.pipeline.registry import Registry
 from shared.pipeline.submission import parse_submission
+from shared.store.idempotency import Claim
 from shared.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -23,13 +32,29 @@ log = logging.getLogger(__name__)
 FAST_FAIL_SECONDS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(msgspec.Struct, frozen=True):
     """The ids of an accepted submission; ``replayed`` when an idempotency key matched."""
 
     ids: list[str]
     is_batch: bool
     replayed: bool = False
+
+
+class _Answers:
+    """The kept answer of an idempotent request, as JSON."""
+
+    def __init__(self) -> None:
+        self._decoder = msgspec.json.Decoder(Accepted)
+        self._encoder = msgspec.json.Encoder()
+
+    def decode(self, raw: bytes) -> Accepted:
+        return self._decoder.decode(raw)
+
+    def encode(self, accepted: Accepted) -> bytes:
+        return self._encoder.encode(accepted)
+
+
+_ANSWER = _Answers()
 
 
 class Accepter:
@@ -60,14 +85,36 @@ class Accepter:
         await self._check_backpressure()
         envelopes = submission.envelopes
         ids = [e.id for e in envelopes]
-        if idempotency_key:
-            earlier = await self._store.claim_idempotency_key(idempotency_key, ids)
-            if earlier is not None:
-                log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier))
-                return Accepted(earlier, submission.is_batch, replayed=True)
         if self._broker_outage.failed_within(FAST_FAIL_SECONDS):
             # The broker failed a moment ago: answer 503 at once, leaving nothing behind in Valkey.
             raise BrokerError(f"the broker for '{self._broker.queue}' is unreachable; retry shortly")
+        if idempotency_key:
+            claim, answer = await self._store.claim_idempotency_key(idempotency_key, body)
+            if claim is Claim.DONE and answer is not None:
+                earlier = _ANSWER.decode(answer)
+                log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier.ids))
+                return Accepted(earlier.ids, earlier.is_batch, replayed=True)
+            if claim is Claim.IN_FLIGHT:
+                raise IdempotencyConflictError("a request with this Idempotency-Key is still in flight")
+            if claim is Claim.MISMATCH:
+                raise IdempotencyMismatchError("this Idempotency-Key was used with another request body")
+        try:
+            accepted = await self._record_and_send(envelopes, ids, submission.is_batch)
+        except BaseException:
+            if idempotency_key:
+                await self._store.release_idempotency_key(idempotency_key)
+            raise
+        if idempotency_key:
+            try:
+                await self._store.complete_idempotency_key(idempotency_key, body, _ANSWER.encode(accepted))
+            except StoreError as exc:
+                # The tasks are queued: answer 202. The key stays in flight until its marker expires.
+                log.warning("Tasks %s sent, but their Idempotency-Key was not kept: %s", ids[0], exc)
+        return accepted
+
+    async def _record_and_send(
+        self, envelopes: list[TaskEnvelope], ids: list[str], is_batch: bool
+    ) -> Accepted:
         with self._hooks.store_call("record_accepted", ids):
             await self._store.record_accepted(envelopes)
         messages = [OutgoingMessage(e.id, e.encode()) for e in envelopes]
@@ -77,8 +124,6 @@ class Accepter:
         except BrokerError as exc:
             self._broker_outage.failed(exc)
             await self._store.forget_accepted(envelopes)
-            if idempotency_key:
-                await self._store.release_idempotency_key(idempotency_key)
             raise
         self._broker_outage.recovered()
         self._hooks.accepted(envelopes)
@@ -86,7 +131,7 @@ class Accepter:
             log.debug("Task %s accepted (type %s)", envelopes[0].id, envelopes[0].type)
         else:
             log.debug("Tasks %s..%s accepted (%d)", envelopes[0].id, envelopes[-1].id, len(envelopes))
-        return Accepted(ids, submission.is_batch)
+        return Accepted(ids, is_batch)
 
     async def _check_backpressure(self) -> None:
         # The snapshot changes every 30 s; reading it once a second keeps Valkey off the hot path.

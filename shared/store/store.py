@@ -5,7 +5,6 @@ names are in :mod:`shared.store.keys`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from shared.secrets.refresh import valkey_pool
 from shared.store import stats
 from shared.store.batching import Coalescer, FastConnection, Script
 from shared.store.histogram import bucket
+from shared.store.idempotency import CLAIM, COMPLETE, PENDING_TTL, Claim, fingerprint, key_name
 from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Store:
         )
         self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
-        self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL))
+        self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, CLAIM, COMPLETE))
 
     @property
     def client(self) -> valkey.Valkey:
@@ -247,17 +247,20 @@ class Store:
         raw: dict[bytes, bytes] = await self._run_one(self._client.hgetall(task_key(task_id)))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
-    async def claim_idempotency_key(self, key: str, ids: Sequence[str]) -> list[str] | None:
-        """Bind ``key`` to ``ids`` for 24 h; if it was bound already, the ids it was bound to."""
-        name = f"{P}idem:{hashlib.sha256(key.encode()).hexdigest()}"
-        if await self._run_one(self._client.set(name, json.dumps(list(ids)), nx=True, ex=IDEMPOTENCY_TTL)):
-            return None
-        existing = await self._run_one(self._client.get(name))
-        return list(json.loads(existing)) if existing else None
+    async def claim_idempotency_key(self, key: str, body: bytes) -> tuple[Claim, bytes | None]:
+        """Claim ``key`` for the request with ``body`` (:mod:`shared.store.idempotency`); what was found,
+        and the kept answer when the key's request already finished."""
+        (found,) = await self._send([CLAIM.command([key_name(key)], [fingerprint(body), PENDING_TTL])])
+        outcome = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
+        return Claim(outcome), (found[1] if len(found) > 1 else None)
+
+    async def complete_idempotency_key(self, key: str, body: bytes, answer: bytes) -> None:
+        """Keep ``answer`` under ``key`` for 24 h, once the request's tasks are confirmed sent."""
+        await self._send([COMPLETE.command([key_name(key)], [fingerprint(body), answer, IDEMPOTENCY_TTL])])
 
     async def release_idempotency_key(self, key: str) -> None:
         """Forget ``key`` after a failed send, so the client's retry is not told it succeeded."""
-        await self._run_one(self._client.delete(f"{P}idem:{hashlib.sha256(key.encode()).hexdigest()}"))
+        await self._run_one(self._client.delete(key_name(key)))
 
     async def save_backlog(self, backlog: Backlog) -> None:
         document = {
