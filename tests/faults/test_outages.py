@@ -1,0 +1,53 @@
+"""A dependency goes away (or hangs) while tasks are queued, running and being submitted.
+
+Every scenario ends with the same ledger: each task that was answered 202 succeeded exactly once,
+nothing was lost, and no answer was a 5xx other than a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import time
+from tests.faults.conftest import HostFactory
+from tests.faults.load import FINISHED, Load, Row, counters, settle, sleep_task, task_states
+from tests.faults.servers import PrivateServer
+from tests.hosting import RunningHost
+
+OUTAGE = 10.0
+
+
+def _measure(scenario: str, host: RunningHost, load: Load, ids: list[str], within: float = 45) -> Row:
+    url = host.environ["VALKEY_URL"]
+    states = settle(url, ids, within)
+    return Row.measure(scenario, load, states, processed=counters(url).get("processed", 0))
+
+
+def _unfinished(host: RunningHost, ids: list[str]) -> int:
+    return sum(status not in FINISHED for status, _ in task_states(host.environ["VALKEY_URL"], ids).values())
+
+
+def test_a_valkey_outage_under_load_loses_no_task(hosts: HostFactory, valkey: PrivateServer) -> None:
+    """Valkey stops for 10 s while tasks are queued, running and being submitted, then comes back
+    with its data. Expected: every task answered 202 succeeds once; submissions during the outage
+    may answer 503 with Retry-After, nothing answers another 5xx."""
+    host = hosts(1)
+    # Given 150 half-second tasks accepted, most of them still queued or running
+    burst = Load(host, 150, per_second=500, task=sleep_task(0.5), threads=8).run()
+    assert burst.statuses() == {202: 150}
+    trickle = Load(host, 60, per_second=4).start()
+    still_running = _unfinished(host, burst.accepted_ids)
+
+    # When Valkey stops for 10 s under that load, and starts again on its data
+    valkey.stop()
+    time.sleep(OUTAGE)
+    valkey.start()
+    trickle.join()
+
+    # Then every accepted task succeeded exactly once, and the outage showed only as 503s
+    ids = burst.accepted_ids + trickle.accepted_ids
+    row = _measure("Valkey down 10 s", host, trickle, ids)
+    row.notes.append(f"{still_running} of 150 burst tasks unfinished when Valkey stopped")
+    assert still_running > 50, row
+    assert (row.lost, row.dead_lettered, row.duplicates, row.other_5xx, row.no_answer) == (0, 0, 0, 0, 0), row
+    assert row.succeeded == row.accepted == 150 + trickle.statuses()[202], row
+    assert row.answered_503 > 0, row
+    assert all(a.retry_after for a in trickle.answers if a.status == 503), row
