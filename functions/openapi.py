@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shared.pipeline.registry import Registry
+from shared.pipeline.registry import MAX_DELAY_SECONDS, Registry
 from shared.pipeline.status import TaskStatus
 from shared.pipeline.submission import MAX_TASKS_PER_SUBMISSION
 
@@ -88,7 +88,12 @@ def _schemas(registry: Registry) -> dict[str, Any]:
         {
             "type": "object",
             "title": f"{t.name} task",
-            "properties": {"type": {"const": t.name}, "payload": schema},
+            "properties": {
+                "type": {"const": t.name},
+                "payload": schema,
+                "delay": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
+                "not_before": {"type": "string", "format": "date-time"},
+            },
             "required": ["type"],
             "additionalProperties": False,
         }
@@ -98,7 +103,11 @@ def _schemas(registry: Registry) -> dict[str, Any]:
         "Task": {"oneOf": task_variants},
         "Queued": {
             "type": "object",
-            "properties": {"id": {"type": "string"}, "status": {"const": TaskStatus.QUEUED.value}},
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": [TaskStatus.QUEUED.value, TaskStatus.SCHEDULED.value]},
+                "due_at": {"type": "string", "format": "date-time"},
+            },
             "required": ["id", "status"],
         },
         "TaskStatus": {
@@ -115,6 +124,7 @@ def _schemas(registry: Registry) -> dict[str, Any]:
                 "error": {"type": "string"},
                 "traceback": {"type": "string", "description": "The handler's traceback, bounded"},
                 "retry_at": {"type": "string", "description": "When the next attempt runs (failed)"},
+                "due_at": {"type": "string", "description": "When a delayed task runs (scheduled)"},
             },
             "required": ["id", "status", "attempts"],
         },

@@ -1,5 +1,8 @@
 """HTTP API for tasks: submit, read status, read stats, readiness and the OpenAPI document."""
 
+from datetime import UTC, datetime
+from typing import Any
+
 import azure.functions as func
 
 from functions import openapi
@@ -15,6 +18,7 @@ from shared.errors import (
 )
 from shared.pipeline.hooks import RequestScope
 from shared.pipeline.root import pipeline
+from shared.pipeline.status import TaskStatus
 
 bp = func.Blueprint()
 routes = Routes(bp)
@@ -71,11 +75,22 @@ async def submit_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpR
         return problem(413, "body too large", limit_bytes=found.settings.max_body_bytes)
     accepted = await found.accepter.accept(body, req.headers.get("idempotency-key"))
     scope.tasks(accepted.ids)
-    items = [{"id": task_id, "status": "queued"} for task_id in accepted.ids]
+    due = accepted.due or [None] * len(accepted.ids)
+    items = [_queued(task_id, when) for task_id, when in zip(accepted.ids, due, strict=True)]
     headers = {"Location": f"/api/tasks/{accepted.ids[0]}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(items if accepted.is_batch else items[0], 202, headers)
+
+
+def _queued(task_id: str, due: float | None) -> dict[str, Any]:
+    if due is None:
+        return {"id": task_id, "status": TaskStatus.QUEUED}
+    return {
+        "id": task_id,
+        "status": TaskStatus.SCHEDULED,
+        "due_at": datetime.fromtimestamp(due, UTC).isoformat(),
+    }
 
 
 @routes.add(

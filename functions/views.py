@@ -29,6 +29,8 @@ def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
         view["error"] = fields["error"]
     if fields.get("traceback"):
         view["traceback"] = fields["traceback"]
+    if view["status"] == TaskStatus.SCHEDULED and fields.get("due_at"):
+        view["due_at"] = _time(fields["due_at"])
     if view["status"] == TaskStatus.FAILED and fields.get("retry_at"):
         view["retry_at"] = _time(fields["retry_at"])
     return view

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -38,6 +39,12 @@ class Accepted(msgspec.Struct, frozen=True):
     ids: list[str]
     is_batch: bool
     replayed: bool = False
+    #: When each delayed task is due (epoch s), None for one that runs at once; empty when none is.
+    due: list[float | None] = []
+
+
+def _when(envelope: TaskEnvelope) -> datetime | None:
+    return None if envelope.not_before is None else datetime.fromtimestamp(envelope.not_before, UTC)
 
 
 class _Answers:
@@ -93,7 +100,7 @@ class Accepter:
             if claim is Claim.DONE and answer is not None:
                 earlier = _ANSWER.decode(answer)
                 log.info("Idempotency key matched: answering with the %d earlier task ids", len(earlier.ids))
-                return Accepted(earlier.ids, earlier.is_batch, replayed=True)
+                return Accepted(earlier.ids, earlier.is_batch, replayed=True, due=earlier.due)
             if claim is Claim.IN_FLIGHT:
                 raise IdempotencyConflictError("a request with this Idempotency-Key is still in flight")
             if claim is Claim.MISMATCH:
@@ -117,7 +124,7 @@ class Accepter:
     ) -> Accepted:
         with self._hooks.store_call("record_accepted", ids):
             await self._store.record_accepted(envelopes)
-        messages = [OutgoingMessage(e.id, e.encode()) for e in envelopes]
+        messages = [OutgoingMessage(e.id, e.encode(), scheduled_at=_when(e)) for e in envelopes]
         try:
             with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
                 await self._broker.send_batch(traced)
@@ -131,7 +138,8 @@ class Accepter:
             log.debug("Task %s accepted (type %s)", envelopes[0].id, envelopes[0].type)
         else:
             log.debug("Tasks %s..%s accepted (%d)", envelopes[0].id, envelopes[-1].id, len(envelopes))
-        return Accepted(ids, is_batch)
+        due = [e.not_before for e in envelopes]
+        return Accepted(ids, is_batch, due=due if any(d is not None for d in due) else [])
 
     async def _check_backpressure(self) -> None:
         # The snapshot changes every 30 s; reading it once a second keeps Valkey off the hot path.

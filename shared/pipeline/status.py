@@ -9,6 +9,8 @@ class TaskStatus(enum.StrEnum):
     """Where a task is; the values are what Valkey's scripts write and the API answers."""
 
     QUEUED = "queued"
+    #: Delayed: it runs when due, never before.
+    SCHEDULED = "scheduled"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     #: An attempt failed; another is on its way.

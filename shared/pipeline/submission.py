@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from shared.errors import FieldError, ValidationError
 from shared.pipeline.envelope import TaskEnvelope
-from shared.pipeline.registry import PayloadError, Registry
+from shared.pipeline.registry import MAX_DELAY_SECONDS, PayloadError, Registry
 
 MAX_TASKS_PER_SUBMISSION = 1000
 #: How deep a body may nest arrays and objects (the task and its payload included).
@@ -46,10 +47,11 @@ def parse_submission(body: bytes, registry: Registry, *, now: float | None = Non
         index = position if is_batch else None
         try:
             task_type, payload = _validate_item(item, registry)
+            not_before = _not_before(item, submitted_at)
         except _ItemError as exc:
             errors.append(FieldError(index, exc.field, exc.message))
             continue
-        envelopes.append(TaskEnvelope(str(uuid.uuid4()), task_type, payload, submitted_at))
+        envelopes.append(TaskEnvelope(str(uuid.uuid4()), task_type, payload, submitted_at, not_before))
     if errors:
         raise ValidationError(errors)
     return Submission(envelopes, is_batch)
@@ -93,9 +95,11 @@ class _ItemError(Exception):
 def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any]]:
     if not isinstance(item, dict):
         raise _ItemError("task", "expected an object with 'type' and 'payload'")
-    unknown = set(item) - {"type", "payload"}
+    unknown = set(item) - _FIELDS
     if unknown:
-        raise _ItemError(sorted(unknown)[0], "unknown field (a task has 'type' and 'payload')")
+        raise _ItemError(
+            sorted(unknown)[0], "unknown field (a task has 'type', 'payload', and 'delay' or 'not_before')"
+        )
     name = item.get("type")
     if not isinstance(name, str) or not name:
         raise _ItemError("type", "required: the name of a task type")
@@ -108,3 +112,36 @@ def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any
     except PayloadError as exc:
         raise _ItemError(exc.field, exc.message) from exc
     return name, msgspec.to_builtins(validated)
+
+
+_FIELDS = frozenset({"type", "payload", "delay", "not_before"})
+
+
+def _not_before(item: dict[str, Any], now: float) -> float | None:
+    """When a delayed task may run (epoch s): ``delay`` seconds from now, or ``not_before`` (RFC 3339);
+    at most :data:`MAX_DELAY_SECONDS` ahead. None for a task that may run at once."""
+    delay, at = item.get("delay"), item.get("not_before")
+    if delay is not None and at is not None:
+        raise _ItemError("delay", "give either 'delay' or 'not_before', not both")
+    if delay is not None:
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_DELAY_SECONDS
+        ):
+            raise _ItemError("delay", f"seconds from 0 to {MAX_DELAY_SECONDS} (7 days)")
+        return now + delay if delay > 0 else None
+    if at is None:
+        return None
+    if not isinstance(at, str):
+        raise _ItemError("not_before", "an RFC 3339 date-time with its offset, e.g. 2026-12-24T18:00:00Z")
+    try:
+        when = datetime.fromisoformat(at.replace("z", "Z"))
+    except ValueError:
+        raise _ItemError("not_before", f"'{at}' is not an RFC 3339 date-time") from None
+    if when.tzinfo is None:
+        raise _ItemError("not_before", "needs its offset (Z or +hh:mm), or the time is ambiguous")
+    moment = when.timestamp()
+    if moment - now > MAX_DELAY_SECONDS:
+        raise _ItemError("not_before", f"at most {MAX_DELAY_SECONDS} seconds (7 days) ahead")
+    return moment if moment > now else None

@@ -45,13 +45,18 @@ if #KEYS > 1 then cached = redis.call('GET', KEYS[2]) end
 return {status or 'unknown', attempts, cached}
 """
 
-# KEYS: counters, then one task hash per task; ARGV: ttl, then type and submitted_at per task.
+# KEYS: counters, then one task hash per task; ARGV: ttl, then type, submitted_at and when it is due
+# ('' for at once) per task.
 _ACCEPT = """
 local per_type = {}
 for i = 2, #KEYS do
-  local task_type = ARGV[2 * i - 2]
-  redis.call('HSET', KEYS[i], 'status', 'queued', 'type', task_type, 'attempts', 0,
-             'submitted_at', ARGV[2 * i - 1])
+  local task_type = ARGV[3 * i - 4]
+  redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', ARGV[3 * i - 3])
+  if ARGV[3 * i - 2] == '' then
+    redis.call('HSET', KEYS[i], 'status', 'queued')
+  else
+    redis.call('HSET', KEYS[i], 'status', 'scheduled', 'due_at', ARGV[3 * i - 2])
+  end
   redis.call('EXPIRE', KEYS[i], ARGV[1])
   per_type[task_type] = (per_type[task_type] or 0) + 1
 end
@@ -143,14 +148,15 @@ class Store:
             raise StoreError(f"Valkey is not reachable: {exc}") from exc
 
     async def record_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
-        """Mark each task queued and count it; one round trip for the whole submission.
+        """Mark each task queued (or scheduled, when delayed) and count it; one round trip for the whole
+        submission.
 
         Written before the send, so a consumer quicker than this write cannot be overwritten by it;
         :meth:`forget_accepted` undoes it when the broker refuses the messages.
         """
         args: list[Any] = [self._status_ttl]
         for e in envelopes:
-            args += [e.type, e.submitted_at]
+            args += [e.type, e.submitted_at, "" if e.not_before is None else e.not_before]
         await self._send([ACCEPT.command([COUNTERS, *(task_key(e.id) for e in envelopes)], args)])
 
     async def forget_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
