@@ -51,3 +51,58 @@ def test_a_valkey_outage_under_load_loses_no_task(hosts: HostFactory, valkey: Pr
     assert row.succeeded == row.accepted == 150 + trickle.statuses()[202], row
     assert row.answered_503 > 0, row
     assert all(a.retry_after for a in trickle.answers if a.status == 503), row
+
+
+def test_a_rabbitmq_outage_under_load_answers_503_and_loses_no_accepted_task(
+    hosts: HostFactory, rabbitmq: PrivateServer
+) -> None:
+    """RabbitMQ stops for about 10 s while tasks are queued, running and being submitted, then
+    starts again on its data. Expected: submissions meanwhile answer 503 with Retry-After (never
+    500), and every task answered 202, before or after, succeeds once."""
+    host = hosts(2)
+    # Given 150 half-second tasks accepted, most of them still queued or running
+    burst = Load(host, 150, per_second=500, task=sleep_task(0.5), threads=8).run()
+    assert burst.statuses() == {202: 150}
+    trickle = Load(host, 60, per_second=4).start()
+    still_running = _unfinished(host, burst.accepted_ids)
+
+    # When RabbitMQ stops for about 10 s under that load, and starts again
+    stopped = time.monotonic()
+    rabbitmq.stop()
+    time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
+    rabbitmq.start()
+    trickle.join()
+
+    # Then submissions during the outage were 503s with Retry-After, and every 202 succeeded once
+    row = _measure("RabbitMQ down 10 s", host, trickle, burst.accepted_ids + trickle.accepted_ids, within=60)
+    row.notes.append(f"{still_running} of 150 burst tasks unfinished when RabbitMQ stopped")
+    assert still_running > 50, row
+    assert (row.lost, row.dead_lettered, row.duplicates, row.other_5xx, row.no_answer) == (0, 0, 0, 0, 0), row
+    assert row.succeeded == row.accepted == 150 + trickle.statuses()[202], row
+    assert row.answered_503 > 0, row
+    assert all(a.retry_after for a in trickle.answers if a.status == 503), row
+
+
+def test_a_stalled_rabbitmq_answers_every_submission_within_seconds(
+    hosts: HostFactory, rabbitmq: PrivateServer
+) -> None:
+    """RabbitMQ hangs (SIGSTOP) for 8 s, then resumes (SIGCONT). Expected: every submission is
+    answered, 202 or 503, within about 6 s (a publish waits 5 s for its confirm), none hangs for the
+    whole stall, and every task answered 202 succeeds once."""
+    host = hosts(3)
+    # Given tasks accepted and being processed
+    burst = Load(host, 60, per_second=500, task=sleep_task(0.2), threads=8).run()
+    assert burst.statuses() == {202: 60}
+
+    # When the broker hangs for 8 s while tasks are submitted
+    trickle = Load(host, 40, per_second=4, threads=8).start()
+    with rabbitmq.frozen():
+        time.sleep(8.0)
+    trickle.join()
+
+    # Then each submission was answered within 6 s, and no accepted task was lost
+    row = _measure("RabbitMQ stalled 8 s (SIGSTOP)", host, trickle, burst.accepted_ids + trickle.accepted_ids)
+    assert row.slowest_answer < 6.0, row
+    assert (row.lost, row.dead_lettered, row.duplicates, row.other_5xx, row.no_answer) == (0, 0, 0, 0, 0), row
+    assert row.succeeded == row.accepted == 60 + trickle.statuses()[202], row
+    assert row.answered_503 > 0, row
