@@ -1,5 +1,6 @@
-"""Fault tests: each module gets a RabbitMQ and a Valkey of its own, which its tests may stop,
-freeze and start again; the measured rows are printed as one table when the session ends."""
+"""Fault tests: the suite gets a RabbitMQ and a Valkey of its own (started once for the package,
+since a RabbitMQ takes seconds to boot), which its tests may stop, freeze and start again; each
+test starts with both answering. The measured rows are printed as one table when the session ends."""
 
 from __future__ import annotations
 
@@ -15,28 +16,28 @@ from tests.faults.load import ROWS, TABLE_HEADER, table_line
 from tests.faults.servers import PrivateServer, private_server
 from tests.hosting import RunningHost, start_host
 
-#: ``hosts(database, **settings)``: a started host on the module's servers and Valkey ``database``.
+#: ``hosts(database, **settings)``: a started host on the suite's servers and Valkey ``database``.
 HostFactory = Callable[..., RunningHost]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def state_dir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="tasklane-faults-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def rabbitmq(state_dir: Path) -> Iterator[PrivateServer]:
-    """This module's own RabbitMQ (never the developer's on 5672)."""
+    """The suite's own RabbitMQ (never the developer's on 5672)."""
     require_binary("rabbitmq-server")
     with private_server("rabbitmq", state_dir) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def valkey(state_dir: Path) -> Iterator[PrivateServer]:
-    """This module's own Valkey (append-only, so its data survives a stop and start)."""
+    """The suite's own Valkey (append-only, so its data survives a stop and start)."""
     require_binary("valkey-server")
     with private_server("valkey", state_dir) as server:
         yield server
@@ -54,7 +55,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture
 def hosts(rabbitmq: PrivateServer, valkey: PrivateServer) -> Iterator[HostFactory]:
-    """Start hosts on this module's servers; each stopped (SIGTERM) at the end of the test."""
+    """Start hosts on the suite's servers; each stopped (SIGTERM) at the end of the test.
+
+    Both servers are started first if a test before this one left one stopped.
+    """
+    rabbitmq.start()
+    valkey.start()
     started: list[RunningHost] = []
 
     def start(database: int, **settings: str) -> RunningHost:
