@@ -17,6 +17,8 @@ from shared.errors import (
     IdempotencyMismatchError,
     StoreError,
     TasklaneError,
+    TaskNotFoundError,
+    TaskStateError,
     ValidationError,
 )
 from shared.pipeline.delivery import TraceContext
@@ -62,6 +64,8 @@ PROBLEMS: dict[type[TasklaneError], Problem] = {
     StoreError: Problem(503, "the status store (Valkey) is not reachable right now", retry_after=5),
     IdempotencyConflictError: Problem(409, "a request with this Idempotency-Key is still in flight", 1),
     IdempotencyMismatchError: Problem(422, "this Idempotency-Key was used with another request body"),
+    TaskNotFoundError: Problem(404, "no such task"),
+    TaskStateError: Problem(409, "the task is not in a state that allows this"),
 }
 
 
@@ -71,7 +75,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def problem(status: int, title: str, **extra: Any) -> func.HttpResponse:
+def problem(status: int, title: str, /, **extra: Any) -> func.HttpResponse:
     headers = extra.pop("headers", None)
     return json_response({"error": title, **extra}, status, headers)
 
@@ -93,6 +97,8 @@ def error_response(exc: TasklaneError) -> func.HttpResponse:
     elif isinstance(exc, BackpressureError):
         extra |= {"backlog": exc.backlog, "limit": exc.limit}
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, TaskStateError):
+        extra |= {"status": exc.status, "detail": str(exc)}
     elif isinstance(exc, StoreError):
         extra["dependency"] = "valkey"
     elif isinstance(exc, BrokerError):

@@ -128,6 +128,11 @@ def _schemas(registry: Registry) -> dict[str, Any]:
             },
             "required": ["id", "status", "attempts"],
         },
+        "Redriven": {
+            "type": "object",
+            "properties": {"redriven": {"type": "integer"}, "type": {"type": ["string", "null"]}},
+            "required": ["redriven"],
+        },
         "Error": {
             "type": "object",
             "properties": {"error": {"type": "string"}, "dependency": {"enum": ["valkey", "broker"]}},

@@ -14,6 +14,8 @@ from shared.errors import (
     IdempotencyConflictError,
     IdempotencyMismatchError,
     StoreError,
+    TaskNotFoundError,
+    TaskStateError,
     ValidationError,
 )
 from shared.pipeline.hooks import RequestScope
@@ -114,6 +116,40 @@ async def get_task(req: func.HttpRequest, scope: RequestScope) -> func.HttpRespo
     if found is None:
         return problem(404, "no such task", id=task_id)
     return json_response(task_view(task_id, found))
+
+
+@routes.add(
+    Route(
+        "retryTask",
+        "POST",
+        "tasks/{id}/retry",
+        "Send a failed or dead-lettered task again, its attempts reset",
+        {202: Answer("Sent again", {"$ref": "#/components/schemas/Queued"}, ("Location",))},
+        parameters=({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},),
+    ),
+    raises=(TaskNotFoundError, TaskStateError, BrokerError, StoreError),
+)
+async def retry_task(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    task_id = req.route_params["id"]
+    scope.tasks([task_id])
+    await pipeline().redriver.retry(task_id)
+    return json_response(_queued(task_id, None), 202, {"Location": f"/api/tasks/{task_id}"})
+
+
+@routes.add(
+    Route(
+        "redriveDeadLetters",
+        "POST",
+        "dead-letters/redrive",
+        "Send every dead-lettered task again (of one type, with ?type=), their attempts reset",
+        {200: Answer("How many were sent again", {"$ref": "#/components/schemas/Redriven"})},
+        parameters=({"name": "type", "in": "query", "required": False, "schema": {"type": "string"}},),
+    ),
+    raises=(BrokerError, StoreError),
+)
+async def redrive_dead_letters(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    task_type = req.params.get("type") or None
+    return json_response({"redriven": await pipeline().redriver.redrive_all(task_type), "type": task_type})
 
 
 @routes.add(

@@ -68,3 +68,15 @@ class IdempotencyConflictError(TasklaneError):
 
 class IdempotencyMismatchError(TasklaneError):
     """The Idempotency-Key was used before with another request body."""
+
+
+class TaskNotFoundError(TasklaneError):
+    """No task has this id (or its status has expired)."""
+
+
+class TaskStateError(TasklaneError):
+    """The task is not in a state that allows what was asked; ``status`` is the one it is in."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status

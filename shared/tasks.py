@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from shared.pipeline.registry import Registry
+from shared.pipeline.registry import PermanentError, Registry
 
 #: The app's task types, handed to the pipeline by the composition root.
 registry = Registry()
@@ -41,7 +41,10 @@ class CpuPayload(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FailPayload(msgspec.Struct, forbid_unknown_fields=True):
+    """``permanent``: raise :class:`PermanentError`, so the task is dead-lettered on its first attempt."""
+
     reason: Annotated[str, msgspec.Meta(max_length=1024)] = "fail always fails"
+    permanent: bool = False
 
 
 class TaskHandlerError(RuntimeError):
@@ -75,4 +78,6 @@ async def cpu(payload: CpuPayload) -> str:
 
 @registry.task("fail", timeout=5, max_attempts=3)
 async def fail(payload: FailPayload) -> None:
+    if payload.permanent:
+        raise PermanentError(payload.reason)
     raise TaskHandlerError(payload.reason)

@@ -45,6 +45,9 @@ resource deadLetters 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: namespace
   name: '${queueName}.dead-letter'
   properties: {
+    // A redrive scan abandons the letters it keeps; they must not move on to this queue's own
+    // dead-letter subqueue after a few scans.
+    maxDeliveryCount: 1000
     lockDuration: 'PT1M'
     defaultMessageTimeToLive: 'P14D'
     requiresSession: false

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -65,6 +65,12 @@ class Broker(ABC):
         Their headers carry ``DeadLetterReason`` and ``DeadLetterErrorDescription``, the names
         Service Bus gives its own dead letters, so every dead letter reads alike.
         """
+
+    @abstractmethod
+    async def drain_dead_letters(self, decide: Callable[[OutgoingMessage], Awaitable[bool]]) -> None:
+        """Offer each message in the dead-letter queue, as it is now, to ``decide`` once: a message for
+        which it answers True leaves the queue; the others stay, as they were. If ``decide`` raises,
+        the message it was deciding stays too, and the error propagates."""
 
     @abstractmethod
     async def backlog(self) -> Backlog:

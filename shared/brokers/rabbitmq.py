@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
 import aiormq
@@ -163,7 +163,37 @@ class RabbitMQBroker(Broker):
         # RabbitMQ has no scheduled messages without a plugin.
         return Backlog(self.queue, active=active, dead_lettered=dead_lettered, scheduled=None)
 
+    async def drain_dead_letters(self, decide: Callable[[OutgoingMessage], Awaitable[bool]]) -> None:
+        """Take each dead letter in turn (``basic.get`` up to the count the queue had); acknowledge
+        those ``decide`` takes, and hand the rest back when done (a closing channel requeues what it
+        has not acknowledged, in their places)."""
+        await self._publisher()
+        assert self._connection is not None
+        try:
+            async with self._connection.channel() as channel:
+                underlay = await channel.get_underlay_channel()
+                queue = self._topology.dead_letter_queue
+                waiting = (await underlay.queue_declare(queue, passive=True)).message_count or 0
+                for _ in range(waiting):
+                    got = await underlay.basic_get(queue, no_ack=False)
+                    if got.delivery_tag is None:  # get-empty: someone else took the rest
+                        break
+                    properties = got.header.properties
+                    letter = OutgoingMessage(
+                        properties.message_id or "",
+                        got.body,
+                        {str(k): _text(v) for k, v in (properties.headers or {}).items()},
+                    )
+                    if await decide(letter):
+                        await underlay.basic_ack(got.delivery_tag)
+        except _CLIENT_ERRORS as exc:
+            raise BrokerError(f"cannot read the dead letters of '{self.queue}': {exc}") from exc
+
     async def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and not connection.is_closed:
             await connection.close()
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)

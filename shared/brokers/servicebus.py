@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from azure.core.exceptions import (
@@ -22,7 +22,12 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.core.pipeline.transport import AsyncHttpTransport
-from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, parse_connection_string
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusMessageBatch,
+    ServiceBusReceiveMode,
+    parse_connection_string,
+)
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from azure.servicebus.exceptions import (
@@ -105,6 +110,42 @@ class ServiceBusBroker(Broker):
                 raise _broker_error(f"send {len(messages)} messages to", queue, exc) from exc
         ids = ", ".join(m.id for m in messages)
         log.debug("sent tasks %s to '%s' in %d batch(es)", ids, queue, len(batches))
+
+    async def drain_dead_letters(self, decide: Callable[[OutgoingMessage], Awaitable[bool]]) -> None:
+        """Receive the dead-letter queue's messages in peek-lock, up to the count it had; complete those
+        ``decide`` takes and abandon the rest when done (the queue's delivery limit is set high in
+        infra/ for this)."""
+        admin = self._administration()
+        try:
+            properties = await admin.get_queue_runtime_properties(self.dead_letter_queue)
+            waiting = properties.active_message_count or 0
+            receiver = self._servicebus_client().get_queue_receiver(
+                self.dead_letter_queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK
+            )
+            async with receiver:
+                kept = []
+                seen = 0
+                while seen < (waiting or 0):
+                    batch = await receiver.receive_messages(
+                        max_message_count=min(100, waiting - seen), max_wait_time=2
+                    )
+                    if not batch:
+                        break
+                    seen += len(batch)
+                    for received in batch:
+                        letter = OutgoingMessage(
+                            str(received.message_id or ""),
+                            b"".join(received.body),
+                            {str(k): _text(v) for k, v in (received.application_properties or {}).items()},
+                        )
+                        if await decide(letter):
+                            await receiver.complete_message(received)
+                        else:
+                            kept.append(received)
+                for received in kept:
+                    await receiver.abandon_message(received)
+        except AzureError as exc:
+            raise _broker_error("read the dead letters of", self.dead_letter_queue, exc) from exc
 
     async def backlog(self) -> Backlog:
         """Active and scheduled messages of the queue, and every dead letter: those in the queue's own
@@ -266,3 +307,7 @@ def _error_detail(exc: AzureError) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return found.group(1).strip() if found else None
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)

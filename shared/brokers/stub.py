@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
 from shared.errors import BrokerError
@@ -32,6 +32,13 @@ class StubBroker(Broker):
             self.fail_next = False
             raise BrokerError(f"queue '{self.queue}': the stub was told to refuse this dead letter")
         self.dead_letters.extend(messages)
+
+    async def drain_dead_letters(self, decide: Callable[[OutgoingMessage], Awaitable[bool]]) -> None:
+        kept = []
+        for message in list(self.dead_letters):
+            if not await decide(message):
+                kept.append(message)
+        self.dead_letters = kept
 
     async def backlog(self) -> Backlog:
         return Backlog(

@@ -17,6 +17,7 @@ from shared.brokers.base import Backlog, Broker
 from shared.pipeline.accept import Accepter
 from shared.pipeline.hooks import Hooks
 from shared.pipeline.process import Processor
+from shared.pipeline.redrive import Redriver
 from shared.pipeline.registry import Registry
 from shared.pipeline.settings import Settings
 from shared.store.store import Store
@@ -39,6 +40,7 @@ class Pipeline:
             self.broker, self.store, self.registry, self.hooks, max_backlog=self.settings.max_backlog
         )
         self.processor = Processor(self.store, self.broker, self.registry, self.hooks)
+        self.redriver = Redriver(self.store, self.broker, self.hooks)
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, hooks: Hooks | None = None) -> Pipeline:

@@ -38,7 +38,7 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
         "backlog": backlog,
         "totals": {
             name: counters.get(name, 0)
-            for name in ("accepted", "processed", "failed", "dead_lettered", "undecodable")
+            for name in ("accepted", "processed", "failed", "dead_lettered", "undecodable", "redriven")
         },
         "per_type": _per_type(counters),
         "throughput": {

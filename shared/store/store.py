@@ -107,7 +107,21 @@ redis.call('HINCRBY', KEYS[2], 'failed:' .. ARGV[3], 1)
 if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1) end
 return 1
 """
+# A redrive claims a failed or dead-lettered task atomically, so one task is re-sent once however many
+# redrives race. KEYS: task, counters; ARGV: the envelope to use when the task has none kept ('' for
+# none). Returns {status or '', envelope or '' (not claimed)} (a Lua nil would cut the reply short).
+_REDRIVE = """
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+if status ~= 'failed' and status ~= 'dead-lettered' then return {status, ''} end
+local envelope = redis.call('HGET', KEYS[1], 'envelope') or ARGV[1]
+if envelope == '' then return {status, ''} end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0)
+redis.call('HDEL', KEYS[1], 'retry_at', 'envelope', 'finished_at')
+redis.call('HINCRBY', KEYS[2], 'redriven', 1)
+return {status, envelope}
+"""
 BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
+REDRIVE = Script(_REDRIVE)
 _STATUSES = frozenset(TaskStatus)
 
 
@@ -128,7 +142,7 @@ class Store:
         )
         self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
-        self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, CLAIM, COMPLETE))
+        self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CLAIM, COMPLETE))
 
     @property
     def client(self) -> valkey.Valkey:
@@ -247,6 +261,23 @@ class Store:
         pipe.lpush(DEAD_LETTERS, entry)
         pipe.ltrim(DEAD_LETTERS, 0, 99)
         pipe.hincrby(COUNTERS, "undecodable", 1)
+        await self._run(pipe)
+
+    async def claim_redrive(
+        self, task_id: str, fallback: bytes = b""
+    ) -> tuple[TaskStatus | None, bytes | None]:
+        """Set a failed or dead-lettered task back to queued with its attempts reset; its status before,
+        and its envelope to re-send: the one kept, else ``fallback`` (None when it was in no such state,
+        or is unknown)."""
+        ((status, envelope),) = await self._send([REDRIVE.command([task_key(task_id), COUNTERS], [fallback])])
+        found = status.decode() if isinstance(status, bytes) else status
+        return (TaskStatus(found) if found in _STATUSES else None), (envelope or None)
+
+    async def undo_redrive(self, task_id: str, status: TaskStatus, envelope: bytes) -> None:
+        """Put a claimed task back as it was when its re-send failed."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(task_key(task_id), mapping={"status": str(status), "envelope": envelope})
+        pipe.hincrby(COUNTERS, "redriven", -1)
         await self._run(pipe)
 
     async def task(self, task_id: str) -> dict[str, str] | None:
