@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import valkey
@@ -114,9 +115,14 @@ class Load:
         return Answer(response.status_code, took, response.headers.get("retry-after"), ids)
 
 
+def _client(valkey_url: str) -> Any:
+    """A blocking Valkey client (its stubs type every reply as maybe-awaitable; these are not)."""
+    return valkey.Valkey.from_url(valkey_url)
+
+
 def task_states(valkey_url: str, ids: list[str]) -> dict[str, tuple[str, int]]:
     """Each task's status and attempts as Valkey has them (``missing`` when it has no record)."""
-    client = valkey.Valkey.from_url(valkey_url)
+    client = _client(valkey_url)
     try:
         pipe = client.pipeline(transaction=False)
         for task_id in ids:
@@ -130,9 +136,19 @@ def task_states(valkey_url: str, ids: list[str]) -> dict[str, tuple[str, int]]:
 
 
 def counters(valkey_url: str) -> dict[str, int]:
-    client = valkey.Valkey.from_url(valkey_url)
+    """Valkey's ``tl:counters`` (accepted, processed, failed, dead_lettered...)."""
+    client = _client(valkey_url)
     try:
         return {k.decode(): int(v) for k, v in client.hgetall("tl:counters").items()}
+    finally:
+        client.close()
+
+
+def submitted_at(valkey_url: str, task_id: str) -> float:
+    """When the task was accepted (epoch s), as its envelope says."""
+    client = _client(valkey_url)
+    try:
+        return float(client.hget(f"tl:task:{task_id}", "submitted_at"))
     finally:
         client.close()
 
@@ -149,7 +165,7 @@ def settle(valkey_url: str, ids: list[str], within: float = 30.0) -> dict[str, t
 
 @dataclass
 class Row:
-    """One scenario's measured outcome; ``lost`` = accepted − succeeded − dead-lettered on purpose."""
+    """One scenario's measured outcome; ``lost`` = accepted - succeeded - dead-lettered on purpose."""
 
     scenario: str
     accepted: int

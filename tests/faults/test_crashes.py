@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 
 import aio_pika
-import valkey
 
 from shared.pipeline.envelope import TaskEnvelope
 from tests.faults.amqp import publish
 from tests.faults.conftest import HostFactory
-from tests.faults.load import Load, Row, counters, settle, sleep_task, task_states
+from tests.faults.load import Load, Row, counters, settle, sleep_task, submitted_at, task_states
 from tests.faults.servers import PrivateServer
 from tests.hosting import RunningHost
 from tests.waiting import eventually
@@ -85,9 +84,12 @@ def test_a_host_stopped_under_load_drains_and_its_successor_runs_the_rest_once(
     # Then every accepted task succeeded exactly once
     ids = burst.accepted_ids + trickle.accepted_ids
     states = settle(url, ids, within=30)
-    row = Row.measure("host stopped (SIGTERM), new host", trickle, states, processed=counters(url)["processed"])
+    row = Row.measure(
+        "host stopped (SIGTERM), new host", trickle, states, processed=counters(url)["processed"]
+    )
     row.notes.append(f"{row.no_answer} submissions after the stop found nothing listening")
-    assert (row.lost, row.dead_lettered, row.duplicates, row.extra_successes, row.other_5xx) == (0, 0, 0, 0, 0), row
+    assert (row.lost, row.dead_lettered, row.duplicates, row.extra_successes) == (0, 0, 0, 0), row
+    assert row.other_5xx == 0, row
     assert row.succeeded == row.accepted == 200 + trickle.statuses()[202], row
 
 
@@ -104,10 +106,9 @@ def test_a_message_of_a_task_that_already_succeeded_is_not_run_again(
         answer = client.post("/api/tasks", json={"type": "echo", "payload": {"message": "once"}})
         task_id = answer.json()["id"]
         eventually(lambda: task_states(url, [task_id])[task_id] == ("succeeded", 1), what="the task done")
-    submitted_at = float(valkey.Valkey.from_url(url).hget(f"tl:task:{task_id}", "submitted_at") or 0)
 
     # When its message arrives again, followed by another task
-    envelope = TaskEnvelope(task_id, "echo", {"message": "once"}, submitted_at)
+    envelope = TaskEnvelope(task_id, "echo", {"message": "once"}, submitted_at(url, task_id))
     publish(rabbitmq.url(), host.queue, [aio_pika.Message(envelope.encode(), message_id=task_id)])
     with host.client() as client:
         after = client.post("/api/tasks", json={"type": "echo", "payload": {"message": "after"}}).json()["id"]

@@ -7,6 +7,7 @@ nothing was lost, and no answer was a 5xx other than a 503 with Retry-After.
 from __future__ import annotations
 
 import time
+
 from tests.faults.conftest import HostFactory
 from tests.faults.load import FINISHED, Load, Row, counters, settle, sleep_task, task_states
 from tests.faults.servers import PrivateServer
@@ -47,7 +48,8 @@ def test_a_valkey_outage_under_load_loses_no_task(hosts: HostFactory, valkey: Pr
     row = _measure("Valkey down 10 s", host, trickle, ids)
     row.notes.append(f"{still_running} of 150 burst tasks unfinished when Valkey stopped")
     assert still_running > 50, row
-    assert (row.lost, row.dead_lettered, row.duplicates, row.other_5xx, row.no_answer) == (0, 0, 0, 0, 0), row
+    assert (row.lost, row.dead_lettered, row.duplicates) == (0, 0, 0), row
+    assert (row.other_5xx, row.no_answer) == (0, 0), row
     assert row.succeeded == row.accepted == 150 + trickle.statuses()[202], row
     assert row.answered_503 > 0, row
     assert all(a.retry_after for a in trickle.answers if a.status == 503), row
@@ -77,7 +79,8 @@ def test_a_rabbitmq_outage_under_load_answers_503_and_loses_no_accepted_task(
     row = _measure("RabbitMQ down 10 s", host, trickle, burst.accepted_ids + trickle.accepted_ids, within=60)
     row.notes.append(f"{still_running} of 150 burst tasks unfinished when RabbitMQ stopped")
     assert still_running > 50, row
-    assert (row.lost, row.dead_lettered, row.duplicates, row.other_5xx, row.no_answer) == (0, 0, 0, 0, 0), row
+    assert (row.lost, row.dead_lettered, row.duplicates) == (0, 0, 0), row
+    assert (row.other_5xx, row.no_answer) == (0, 0), row
     assert row.succeeded == row.accepted == 150 + trickle.statuses()[202], row
     assert row.answered_503 > 0, row
     assert all(a.retry_after for a in trickle.answers if a.status == 503), row
@@ -102,7 +105,11 @@ def test_a_stalled_rabbitmq_answers_every_submission_within_seconds(
 
     # Then each submission was answered within 6 s, and no accepted task was lost
     row = _measure("RabbitMQ stalled 8 s (SIGSTOP)", host, trickle, burst.accepted_ids + trickle.accepted_ids)
+    # A publish whose confirm timed out answers 503, yet the broker may hold the message and run it
+    # (shared/pipeline/accept.py forgets such a task): reported here, not yet asserted.
+    row.notes.append(f"{row.extra_successes} tasks answered 503 ran anyway")
     assert row.slowest_answer < 6.0, row
-    assert (row.lost, row.dead_lettered, row.duplicates, row.other_5xx, row.no_answer) == (0, 0, 0, 0, 0), row
+    assert (row.lost, row.dead_lettered, row.duplicates) == (0, 0, 0), row
+    assert (row.other_5xx, row.no_answer) == (0, 0), row
     assert row.succeeded == row.accepted == 60 + trickle.statuses()[202], row
     assert row.answered_503 > 0, row
