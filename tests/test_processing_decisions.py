@@ -158,10 +158,11 @@ async def test_a_failing_task_is_retried_while_it_has_attempts_then_dead_lettere
     ids=["task out of attempts", "undecodable"],
 )
 async def test_a_refused_dead_letter_hands_the_delivery_back(
-    processor: Processor, broker: StubBroker, delivery: Delivery
+    store: Store, broker: StubBroker, runs: Counter[str], delivery: Delivery
 ) -> None:
-    # Given a broker that refuses the next send
+    # Given a broker that refuses the next send, and a processor with no patience for it
     broker.fail_next = True
+    processor = Processor(store, broker, small_registry(runs), Hooks(), broker_patience=0)
     # When a delivery that must be dead-lettered is processed
     (decision,) = await processor.process([delivery])
     # Then it is handed back to its trigger for redelivery, and nothing reached the dead-letter queue
@@ -169,3 +170,16 @@ async def test_a_refused_dead_letter_hands_the_delivery_back(
     assert not decision.settled
     assert "refuse" in decision.reason
     assert broker.dead_letters == []
+
+
+async def test_a_broker_that_refuses_once_is_tried_again_and_nothing_is_handed_back(
+    processor: Processor, broker: StubBroker
+) -> None:
+    # Given a broker that refuses the next send only
+    broker.fail_next = True
+    # When a task out of attempts is processed
+    (decision,) = await processor.process([task("t-perm-2", "broken")])
+    # Then the dead letter went through on a second try
+    assert decision.verdict is Verdict.DEAD_LETTERED
+    (dead,) = broker.dead_letters
+    assert TaskEnvelope.decode(dead.body).id == "t-perm-2"

@@ -48,6 +48,9 @@ DUE_TOLERANCE = 0.5
 #: How long deliveries are held while Valkey is unreachable before they are put off through the broker;
 #: well within Service Bus's one-minute lock.
 STORE_PATIENCE = 20.0
+#: How long a re-send or dead letter is retried while the broker is unreachable before the delivery
+#: is handed back to its trigger.
+BROKER_PATIENCE = 10.0
 #: How far they are put off then.
 STORE_OUTAGE_DELAY = 30.0
 #: The most of a handler's traceback kept in the task's status.
@@ -80,6 +83,7 @@ class Processor:
         hooks: Hooks,
         *,
         store_patience: float = STORE_PATIENCE,
+        broker_patience: float = BROKER_PATIENCE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``clock`` tells the time (epoch s): when a task is due and when its next attempt is."""
@@ -90,6 +94,8 @@ class Processor:
         self._hooks = hooks
         self._patience = store_patience
         self._valkey = Outage("Valkey")
+        self._broker_patience = broker_patience
+        self._broker_outage = Outage("The broker")
 
     async def process(self, deliveries: Sequence[Delivery]) -> list[Decision]:
         """One decision per delivery, in order."""
@@ -163,6 +169,20 @@ class Processor:
     async def _patiently(self, call: Callable[[], Awaitable[_T]]) -> _T:
         return await patiently(call, self._valkey, (StoreError,), self._patience)
 
+    async def _through_broker(
+        self,
+        send: Callable[[Sequence[OutgoingMessage]], Awaitable[None]],
+        messages: Sequence[OutgoingMessage],
+    ) -> None:
+        """``send`` the messages through the sending hook (so a next attempt stays in its task's
+        trace), tried again for a while when the broker is unreachable."""
+
+        async def once() -> None:
+            with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
+                await send(traced)
+
+        await patiently(once, self._broker_outage, (BrokerError,), self._broker_patience)
+
     async def _undecodable(self, delivery: Delivery, reason: str) -> Decision:
         log.error(
             "Message %s is not a task and goes to the dead-letter queue: %s", delivery.message_id, reason
@@ -173,7 +193,7 @@ class Processor:
             {DEAD_LETTER_REASON: "Undecodable", DEAD_LETTER_DESCRIPTION: reason[:1000]},
         )
         try:
-            await self._broker.dead_letter([message])
+            await self._through_broker(self._broker.dead_letter, [message])
         except BrokerError as exc:
             log.error("Message %s could not be dead-lettered, handed back: %s", delivery.message_id, exc)
             return Decision(delivery, Verdict.REDELIVER, str(exc))
@@ -191,8 +211,7 @@ class Processor:
             return []
         messages = [_later(plan.envelope, until if until is not None else self._clock()) for plan in plans]
         try:
-            with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
-                await self._broker.send_batch(traced)
+            await self._through_broker(self._broker.send_batch, messages)
         except BrokerError as exc:
             log.error("Could not put off %d task(s) through the broker, handed back: %s", len(plans), exc)
             return [Decision(deliveries[p.position], Verdict.REDELIVER, str(exc)) for p in plans]
@@ -303,9 +322,7 @@ class Processor:
     ) -> dict[str, str]:
         """The tasks whose messages the broker did not take, with the reason; empty when all went."""
         try:
-            # Through the sending hook, so that the next attempt stays in the task's trace.
-            with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
-                await send(traced)
+            await self._through_broker(send, messages)
         except BrokerError as exc:
             log.error("Could not settle %d task(s) through the broker, handed back: %s", len(outcomes), exc)
             return {o.envelope.id: str(exc) for o in outcomes}
