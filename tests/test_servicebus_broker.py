@@ -348,6 +348,84 @@ def test_a_malformed_connection_string_names_the_setting_not_the_value() -> None
     assert "hunter2" not in str(raised.value)
 
 
+# --- draining dead letters ---------------------------------------------------------------------
+
+
+def draining_broker(bus: FakeServiceBus) -> ServiceBusBroker:
+    """A broker whose backlog and runtime counts are read from what ``bus`` holds."""
+
+    def runtime_properties(request: HttpRequest) -> Reply:
+        entity = path_of(request).strip("/")
+        if entity not in bus.queues:
+            return empty_feed()
+        return queue_entry(
+            f"127.0.0.1:{bus.port}",
+            entity,
+            active=bus.active(entity),
+            dead_lettered=bus.dead_letter_count(entity),
+            scheduled=0,
+        )
+
+    return broker_for(bus, http_transport=AtomTransport(runtime_properties))
+
+
+async def keep(letter: OutgoingMessage) -> bool:
+    return False
+
+
+async def test_each_drain_that_keeps_a_dead_letter_counts_one_more_delivery_of_it(
+    namespace: FakeServiceBus,
+) -> None:
+    # Given two dead letters, on a dead-letter queue with the default delivery limit
+    broker = draining_broker(namespace)
+    await broker.dead_letter([OutgoingMessage("task-kept", b"{}"), OutgoingMessage("task-taken", b"{}")])
+
+    async def take_only_taken(letter: OutgoingMessage) -> bool:
+        return letter.id == "task-taken"
+
+    # When one drain takes task-taken and keeps task-kept, and a second drain keeps it again
+    await broker.drain_dead_letters(take_only_taken)
+    after_one = {m.message_id: m.delivery_count for m in namespace.on_queue(DEAD_LETTER_QUEUE)}
+    await broker.drain_dead_letters(keep)
+    await broker.close()
+
+    # Then the kept letter is still there, unlocked, one delivery more per drain: each drain
+    # abandons what it keeps, and an abandon is a failed delivery to Service Bus
+    assert after_one == {"task-kept": 1}
+    assert [(m.message_id, m.delivery_count) for m in namespace.waiting[DEAD_LETTER_QUEUE]] == [
+        ("task-kept", 2)
+    ]
+    assert namespace.locked == {}
+
+
+async def test_at_the_default_delivery_limit_ten_drains_push_a_kept_letter_out_of_reach(
+    namespace: FakeServiceBus,
+) -> None:
+    # Given a dead letter on a queue with Service Bus's default limit of 10 deliveries (which is
+    # why infra/modules/servicebus.bicep gives the dead-letter queue a limit of 1000)
+    broker = draining_broker(namespace)
+    await broker.dead_letter([OutgoingMessage("task-kept", b"{}")])
+
+    # When ten drains keep it
+    for _ in range(10):
+        await broker.drain_dead_letters(keep)
+
+    # Then Service Bus has moved it to the dead-letter queue's own subqueue, where no drain sees it
+    offered: list[str] = []
+
+    async def record(letter: OutgoingMessage) -> bool:
+        offered.append(letter.id)
+        return False
+
+    await broker.drain_dead_letters(record)
+    await broker.close()
+    assert offered == []
+    assert namespace.active(DEAD_LETTER_QUEUE) == 0
+    assert [(m.message_id, m.dead_letter_reason) for m in namespace.dead_lettered[DEAD_LETTER_QUEUE]] == [
+        ("task-kept", "MaxDeliveryCountExceeded")
+    ]
+
+
 # --- backlog -----------------------------------------------------------------------------------
 
 

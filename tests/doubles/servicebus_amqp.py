@@ -18,6 +18,25 @@ What the double answers, and how the service answers the same:
 * Each delivery is settled with ``accepted`` (or ``rejected`` with the condition set in
   ``reject_next``), after ``ack_delay`` seconds.
 
+And to a receiver:
+
+* A receive-and-delete link (``snd-settle-mode`` settled) gets each delivery settled; the message
+  leaves the queue as it goes out.
+* A peek-lock link (``snd-settle-mode`` unsettled, ``rcv-settle-mode`` second) gets each delivery
+  unsettled, its delivery tag a lock token (a UUID, which the SDK reads as ``lock_token``) and
+  ``x-opt-locked-until`` set; the message stays on the queue, locked, and counts as active. The
+  client's disposition decides: ``accepted`` (complete) removes it; ``modified`` or ``released``
+  (abandon) puts it back in its place, its delivery count one higher; ``rejected`` (dead-letter)
+  moves it to the queue's own dead-letter subqueue. A message abandoned ``max_delivery_count`` times
+  is dead-lettered as the service does (``MaxDeliveryCountExceeded``). An unsettled disposition
+  (the SDK waits for the outcome in peek-lock) is answered with the outcome applied, settled, or
+  with ``com.microsoft:message-lock-lost`` for a lock the namespace does not hold.
+* A lock outlives its link and connection, as on the service (the SDK releases only what it had
+  buffered, for that reason): a message received and never settled stays locked until
+  ``lock_duration`` seconds have passed, then is back on the queue one delivery more.
+* Every delivery carries the header's ``delivery-count`` (0 on the first delivery, as the Python
+  SDK reports it) and ``x-opt-sequence-number`` / ``x-opt-enqueued-time``.
+
 It borrows the SDK's AMQP codec (``azure.servicebus._pyamqp``) for frames, as any AMQP peer would
 use a codec; the protocol decisions above are the double's own.
 """
@@ -29,29 +48,38 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import itertools
 import struct
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qs, quote_plus, urlparse
 
 from azure.servicebus._pyamqp import performatives as frames
-from azure.servicebus._pyamqp._decode import decode_frame, decode_payload
+from azure.servicebus._pyamqp._decode import _DECODE_BY_CONSTRUCTOR, decode_frame, decode_payload
 from azure.servicebus._pyamqp._encode import encode_frame, encode_payload
 from azure.servicebus._pyamqp.endpoints import Source, Target
 from azure.servicebus._pyamqp.error import AMQPError
-from azure.servicebus._pyamqp.message import Message, Properties
-from azure.servicebus._pyamqp.outcomes import Accepted, Rejected
+from azure.servicebus._pyamqp.message import Header, Message, Properties
+from azure.servicebus._pyamqp.outcomes import Accepted, Modified, Rejected, Released
+from azure.servicebus._pyamqp.types import TYPE, VALUE, AMQPTypes
 
 KEY_NAME = "RootManageSharedAccessKey"
 KEY = base64.b64encode(b"tasklane-test-namespace-key-0001").decode()
 
 #: Messages the service takes in one batch, whatever their size.
 MAX_BATCH_COUNT = 4500
+#: A queue's delivery limit when infra/ sets none (Service Bus's default).
+DEFAULT_MAX_DELIVERY_COUNT = 10
+#: How long a peek-lock receiver holds a message (the queues' lockDuration in infra/).
+LOCK_SECONDS = 60
 
 _SASL_HEADER = b"AMQP\x03\x01\x00\x00"
 _AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 _SASL_FRAME = b"\x01"
+_SETTLED = 1  # snd-settle-mode settled: what a receive-and-delete receiver asks for
+_HEADER, _DELIVERY_ANNOTATIONS, _MESSAGE_ANNOTATIONS = 0x70, 0x71, 0x72
 _BATCH_FORMAT = 0x80013700
 _PERFORMATIVES = {
     0x10: "open",
@@ -79,17 +107,37 @@ class ReceivedMessage:
 
 
 @dataclass
+class StoredMessage:
+    """A message on a queue: the bytes its sender encoded, and what the service keeps beside them."""
+
+    message_id: str
+    payload: bytes
+    sequence_number: int
+    enqueued_at: int  # milliseconds since the epoch
+    #: Deliveries that ended without the message leaving the queue (abandoned, or lock released).
+    delivery_count: int = 0
+    dead_letter_reason: str | None = None
+
+
+@dataclass
 class _Link:
     name: str
     handle: int
     peer_handle: int
     address: str
     client_sends: bool
+    channel: int = 0
+    peek_lock: bool = False
     transfer_buffer: bytearray = field(default_factory=bytearray)
     delivery_id: int | None = None
     message_format: int = 0
     frames: int = 0
     delivered: int = 0  # our delivery-count on a link the client receives from
+    credit_limit: int = 0  # the receiver's delivery-count plus the credit of its last flow
+
+    @property
+    def queue(self) -> str:
+        return self.address.rsplit("/", 1)[-1]
 
 
 class FakeServiceBus:
@@ -101,14 +149,23 @@ class FakeServiceBus:
         *,
         max_message_size: int = 256 * 1024,
         ack_delay: float = 0.0,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        lock_duration: float = LOCK_SECONDS,
     ) -> None:
         self.queues = set(queues)
         self.max_message_size = max_message_size
         self.ack_delay = ack_delay
+        self.max_delivery_count = max_delivery_count
+        self.lock_duration = lock_duration
         #: Every message accepted, in arrival order (receiving does not remove them from here).
         self.messages: list[ReceivedMessage] = []
-        #: Encoded messages waiting on each queue for a receiver.
-        self.waiting: dict[str, list[bytes]] = {queue: [] for queue in queues}
+        #: Messages on each queue a receiver can take, in sequence-number order.
+        self.waiting: dict[str, list[StoredMessage]] = {queue: [] for queue in queues}
+        #: Messages a peek-lock receiver holds, by lock token: their queue, and when the lock expires.
+        self.locked: dict[uuid.UUID, tuple[str, StoredMessage, float]] = {}
+        #: Each queue's own dead-letter subqueue (``<queue>/$deadletterqueue``), in arrival order.
+        self.dead_lettered: dict[str, list[StoredMessage]] = {queue: [] for queue in queues}
+        self._sequence_numbers = itertools.count(1)
         #: Messages per accepted transfer, in arrival order: how the SDK batched them.
         self.transfers: list[list[str]] = []
         #: AMQP frames each transfer to a queue took (a message larger than a frame spans several).
@@ -127,11 +184,65 @@ class FakeServiceBus:
         )
 
     def active(self, queue: str) -> int:
-        """Messages on ``queue`` not yet received: what its runtime properties count as active."""
-        return len(self.waiting.get(queue, []))
+        """Messages on ``queue``, locked ones included: what its runtime properties count as active."""
+        return len(self.on_queue(queue))
+
+    def dead_letter_count(self, queue: str) -> int:
+        """Messages in ``queue``'s own dead-letter subqueue: its runtime ``DeadLetterMessageCount``."""
+        return len(self.dead_lettered.get(queue, []))
+
+    def on_queue(self, queue: str) -> list[StoredMessage]:
+        """The messages ``queue`` holds, waiting or locked, in sequence-number order."""
+        self.expire_locks()
+        held = [m for q, m, _ in self.locked.values() if q == queue]
+        return sorted([*self.waiting.get(queue, []), *held], key=lambda m: m.sequence_number)
 
     def ids(self, queue: str) -> list[str]:
         return [m.message_id for m in self.messages if m.queue == queue]
+
+    def enqueue(self, queue: str, message_id: str, payload: bytes) -> None:
+        stored = StoredMessage(message_id, payload, next(self._sequence_numbers), int(time.time() * 1000))
+        self.waiting[queue].append(stored)
+
+    def lock(self, queue: str) -> tuple[uuid.UUID, StoredMessage, float]:
+        """Lock the first waiting message of ``queue`` for a peek-lock receiver; also when it expires."""
+        token, stored = uuid.uuid4(), self.waiting[queue].pop(0)
+        locked_until = time.time() + self.lock_duration
+        self.locked[token] = (queue, stored, locked_until)
+        return token, stored, locked_until
+
+    def expire_locks(self) -> None:
+        now = time.time()
+        for token in [t for t, (_, _, until) in self.locked.items() if until <= now]:
+            self.abandon(token)
+
+    def complete(self, token: uuid.UUID) -> bool:
+        self.expire_locks()
+        return self.locked.pop(token, None) is not None
+
+    def abandon(self, token: uuid.UUID) -> bool:
+        """Put the message back in its place, one delivery more; past the limit it is dead-lettered."""
+        if token not in self.locked:
+            return False
+        queue, stored, _ = self.locked.pop(token)
+        stored.delivery_count += 1
+        if stored.delivery_count >= self.max_delivery_count:
+            stored.dead_letter_reason = "MaxDeliveryCountExceeded"
+            self.dead_lettered[queue].append(stored)
+            return True
+        waiting = self.waiting[queue]
+        place = next((i for i, m in enumerate(waiting) if m.sequence_number > stored.sequence_number), None)
+        waiting.insert(len(waiting) if place is None else place, stored)
+        return True
+
+    def dead_letter(self, token: uuid.UUID, reason: str | None) -> bool:
+        self.expire_locks()
+        if token not in self.locked:
+            return False
+        queue, stored, _ = self.locked.pop(token)
+        stored.dead_letter_reason = reason
+        self.dead_lettered[queue].append(stored)
+        return True
 
     async def __aenter__(self) -> FakeServiceBus:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -151,13 +262,15 @@ class FakeServiceBus:
         assert task is not None
         self._tasks.add(task)
         self.connections += 1
+        connection = _Connection(self, reader, writer)
         try:
-            await _Connection(self, reader, writer).run()
+            await connection.run()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away, as clients do
         except asyncio.CancelledError:
             pass  # the namespace is shutting down; end quietly rather than as a cancelled task
         finally:
+            connection.unsettled.clear()  # its locks stay until they expire
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -190,6 +303,8 @@ class _Connection:
         self.next_handle = 0
         self.next_outgoing_id = 0
         self.next_delivery_id = 0
+        #: Deliveries the client has not settled yet: delivery id -> (link, lock token).
+        self.unsettled: dict[int, tuple[_Link, uuid.UUID]] = {}
 
     async def run(self) -> None:
         await self._negotiate_sasl()
@@ -264,7 +379,15 @@ class _Connection:
         name, peer_handle, client_receives = fields[0].decode(), fields[1], fields[2]
         source, target = fields[5], fields[6]
         address = (source[0] if client_receives else target[0]).decode()
-        link = _Link(name, self.next_handle, peer_handle, address, client_sends=not client_receives)
+        link = _Link(
+            name,
+            self.next_handle,
+            peer_handle,
+            address,
+            client_sends=not client_receives,
+            channel=channel,
+            peek_lock=bool(client_receives) and fields[3] != _SETTLED,
+        )
         self.next_handle += 1
         self.links[peer_handle] = link
         entity = address.rsplit("/", 1)[-1]
@@ -324,16 +447,64 @@ class _Connection:
         if link is None or link.client_sends or link.address.endswith("$cbs"):
             return  # session-level flow, or credit for $cbs replies, of which the double never runs out
         # Credit left to us: the receiver's delivery-count plus its credit, less what we delivered.
-        credit = (fields[5] or 0) + (fields[6] or 0) - link.delivered
-        waiting = self.bus.waiting[link.address.rsplit("/", 1)[-1]]
-        while credit > 0 and waiting:
-            # Receive-and-delete: the delivery goes out settled and leaves the queue at once.
-            self._transfer(channel, link, waiting.pop(0))
+        link.credit_limit = (fields[5] or 0) + (fields[6] or 0)
+        self._deliver(link)
+
+    def _deliver(self, link: _Link) -> None:
+        self.bus.expire_locks()
+        waiting = self.bus.waiting[link.queue]
+        while link.delivered < link.credit_limit and waiting:
+            if link.peek_lock:
+                # The message stays on the queue, locked; the delivery tag is its lock token.
+                token, stored, locked_until = self.bus.lock(link.queue)
+                self.unsettled[self.next_delivery_id] = (link, token)
+                payload = _as_delivered(stored, int(locked_until * 1000))
+                self._transfer(link.channel, link, payload, tag=token.bytes_le, settled=False)
+            else:
+                # Receive-and-delete: the delivery goes out settled and leaves the queue at once.
+                stored = waiting.pop(0)
+                self._transfer(link.channel, link, _as_delivered(stored, None), tag=uuid.uuid4().bytes_le)
             link.delivered += 1
-            credit -= 1
 
     async def _on_disposition(self, channel: int, fields: list[Any]) -> None:
-        pass  # the client settling a $cbs reply
+        role, first, last, settled, state = fields[0], fields[1], fields[2], fields[3], fields[4]
+        if not role:
+            return  # not a receiver settling what we delivered
+        outcome = next(iter(state)) if isinstance(state, dict) and state else "accepted"
+        released_on: set[int] = set()
+        for delivery_id in range(first, (first if last is None else last) + 1):
+            link, token = self.unsettled.pop(delivery_id, (None, None))
+            if token is None:
+                applied: Any = _lock_lost()
+            elif outcome == "accepted":
+                applied = Accepted() if self.bus.complete(token) else _lock_lost()
+            elif outcome == "rejected":
+                dead = self.bus.dead_letter(token, _reason(state))
+                applied = Rejected(error=None) if dead else _lock_lost()
+            else:  # modified or released: abandon
+                applied = (
+                    Modified(delivery_failed=True, undeliverable_here=None, message_annotations=None)
+                    if outcome == "modified"
+                    else Released()
+                )
+                if not self.bus.abandon(token):
+                    applied = _lock_lost()
+                elif link is not None:
+                    released_on.add(link.peer_handle)
+            if token is None and settled:
+                continue  # a $cbs reply, or a delivery this connection never locked: nothing to answer
+            if not settled:
+                # rcv-settle-mode second: the receiver waits for the outcome applied, settled.
+                self._send(
+                    channel,
+                    frames.DispositionFrame(
+                        role=False, first=delivery_id, last=None, settled=True, state=applied, batchable=None
+                    ),
+                )
+        for peer_handle in released_on:
+            # A message back on the queue goes to a receiver with credit left, as the service does.
+            if peer_handle in self.links:
+                self._deliver(self.links[peer_handle])
 
     async def _on_transfer(self, channel: int, fields: list[Any]) -> None:
         link = self.links[fields[0]]
@@ -379,17 +550,19 @@ class _Connection:
         )
         body = bytearray()
         encode_payload(body, reply)
-        self._transfer(channel, reply_link, bytes(body))
+        self._transfer(channel, reply_link, bytes(body), tag=struct.pack(">I", self.next_delivery_id))
 
-    def _transfer(self, channel: int, link: _Link, payload: bytes) -> None:
+    def _transfer(
+        self, channel: int, link: _Link, payload: bytes, *, tag: bytes, settled: bool = True
+    ) -> None:
         self._send(
             channel,
             frames.TransferFrame(
                 handle=link.handle,
                 delivery_id=self.next_delivery_id,
-                delivery_tag=struct.pack(">I", self.next_delivery_id),
+                delivery_tag=tag,
                 message_format=0,
-                settled=True,
+                settled=settled,
                 more=False,
                 payload=payload,
             ),
@@ -426,14 +599,18 @@ class _Connection:
             )
         encoded = cast(list[bytes], message.data) if batch else [payload]
         for m, raw in zip(inner, encoded, strict=True):
-            self.bus.messages.append(_received(queue, m))
-            self.bus.waiting[queue].append(bytes(raw))
+            received = _received(queue, m)
+            self.bus.messages.append(received)
+            self.bus.enqueue(queue, received.message_id, bytes(raw))
         self.bus.transfers.append([_received(queue, m).message_id for m in inner])
         return Accepted()
 
     async def _on_detach(self, channel: int, fields: list[Any]) -> None:
         link = self.links.pop(fields[0], None)
         if link is not None:
+            # Its locks stay until they expire; only this link could have settled them.
+            for delivery_id in [d for d, (held_by, _) in self.unsettled.items() if held_by is link]:
+                del self.unsettled[delivery_id]
             self._send(channel, frames.DetachFrame(handle=link.handle, closed=True, error=None))
 
     async def _on_end(self, channel: int, fields: list[Any]) -> None:
@@ -459,3 +636,67 @@ def _received(queue: str, message: Message) -> ReceivedMessage:
         content_type=text(properties.content_type),
         scheduled_enqueue_time=annotations.get(b"x-opt-scheduled-enqueue-time"),
     )
+
+
+def _as_delivered(stored: StoredMessage, locked_until: int | None) -> bytes:
+    """The message as the service delivers it: the sender's sections, behind a header carrying the
+    delivery count and the service's own annotations (the sender's annotations kept)."""
+    annotations: dict[str | bytes, Any] = {}
+    kept = []
+    rest = memoryview(stored.payload)
+    while rest:
+        # Each section is a described value: 0x00, 0x53 (smallulong), its descriptor code, the value.
+        after, _ = _DECODE_BY_CONSTRUCTOR[rest[3]](rest[4:])
+        code, section, rest = rest[2], bytes(rest[: len(rest) - len(after)]), after
+        if code == _MESSAGE_ANNOTATIONS:
+            for key, value in (decode_payload(memoryview(section)).message_annotations or {}).items():
+                annotations[key] = _typed(key, value)
+        elif code not in (_HEADER, _DELIVERY_ANNOTATIONS):
+            kept.append(section)
+    annotations[b"x-opt-sequence-number"] = _long(stored.sequence_number)
+    annotations[b"x-opt-enqueued-time"] = _timestamp(stored.enqueued_at)
+    if locked_until is not None:
+        annotations[b"x-opt-locked-until"] = _timestamp(locked_until)
+    head = bytearray()
+    encode_payload(
+        head, Message(header=Header(delivery_count=stored.delivery_count), message_annotations=annotations)
+    )
+    return bytes(head) + b"".join(kept)
+
+
+def _long(value: int) -> dict[str, Any]:
+    return {TYPE: AMQPTypes.long, VALUE: value}
+
+
+def _timestamp(milliseconds: int) -> dict[str, Any]:
+    return {TYPE: AMQPTypes.timestamp, VALUE: milliseconds}
+
+
+def _typed(key: str | bytes, value: Any) -> Any:
+    """A decoded annotation typed again for encoding: the codec reads timestamps back as plain ints."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
+    name = key.decode() if isinstance(key, bytes) else key
+    return _timestamp(value) if name.endswith(("-time", "-until")) else _long(value)
+
+
+def _lock_lost() -> Rejected:
+    return Rejected(
+        error=AMQPError(
+            condition=b"com.microsoft:message-lock-lost",
+            description=(
+                "The lock supplied is invalid. Either the lock expired, or the message has already"
+                " been removed from the queue."
+            ),
+        )
+    )
+
+
+def _reason(state: dict[str, Any]) -> str | None:
+    """``DeadLetterReason`` from a ``rejected`` outcome's error info, where the SDK puts it."""
+    try:
+        info = state["rejected"][0][2] or {}
+    except (IndexError, KeyError, TypeError):
+        return None
+    reason = info.get(b"DeadLetterReason")
+    return reason.decode() if isinstance(reason, bytes) else reason
