@@ -243,18 +243,7 @@ async def test_a_drain_removes_the_dead_letters_decided_true_and_keeps_the_rest(
     assert sorted((r.id, r.body) for r in remaining) == sorted([(a.id, a.body), (c.id, c.body)])
 
 
-async def test_a_decision_that_raises_ends_the_drain_and_loses_no_dead_letter(
-    harness: Harness, request: pytest.FixtureRequest
-) -> None:
-    known_defects = {
-        # Assigns the kept letters only after the loop, so a raise keeps the taken one as well.
-        StubBroker: "StubBroker.drain_dead_letters keeps a letter taken before the raise",
-        # Abandons only after the loop, so a raise leaves the letters it received locked until the
-        # lock expires (lockDuration, a minute), out of every consumer's reach.
-        ServiceBusBroker: "ServiceBusBroker.drain_dead_letters leaves received letters locked on a raise",
-    }
-    if type(harness.broker) in known_defects:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=known_defects[type(harness.broker)]))
+async def test_a_decision_that_raises_ends_the_drain_and_loses_no_dead_letter(harness: Harness) -> None:
     # Given three dead letters, a, b and c
     letters = await dead_letters(harness, "a", "b", "c")
     offered: list[str] = []

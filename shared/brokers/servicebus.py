@@ -25,6 +25,7 @@ from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.servicebus import (
     ServiceBusMessage,
     ServiceBusMessageBatch,
+    ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
     parse_connection_string,
 )
@@ -123,27 +124,26 @@ class ServiceBusBroker(Broker):
                 self.dead_letter_queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK
             )
             async with receiver:
-                kept = []
-                seen = 0
-                while seen < (waiting or 0):
-                    batch = await receiver.receive_messages(
-                        max_message_count=min(100, waiting - seen), max_wait_time=2
-                    )
-                    if not batch:
-                        break
-                    seen += len(batch)
-                    for received in batch:
-                        letter = OutgoingMessage(
-                            str(received.message_id or ""),
-                            b"".join(received.body),
-                            {str(k): _text(v) for k, v in (received.application_properties or {}).items()},
+                # Whatever is received and not completed is abandoned, also when ``decide`` raises:
+                # a locked letter would be out of reach until its lock expired.
+                held: list[ServiceBusReceivedMessage] = []
+                try:
+                    seen = 0
+                    while seen < waiting:
+                        batch = await receiver.receive_messages(
+                            max_message_count=min(100, waiting - seen), max_wait_time=2
                         )
-                        if await decide(letter):
-                            await receiver.complete_message(received)
-                        else:
-                            kept.append(received)
-                for received in kept:
-                    await receiver.abandon_message(received)
+                        if not batch:
+                            break
+                        seen += len(batch)
+                        held += batch
+                        for received in batch:
+                            if await decide(_letter(received)):
+                                await receiver.complete_message(received)
+                                held.remove(received)
+                finally:
+                    for received in held:
+                        await receiver.abandon_message(received)
         except AzureError as exc:
             raise _broker_error("read the dead letters of", self.dead_letter_queue, exc) from exc
 
@@ -307,6 +307,15 @@ def _error_detail(exc: AzureError) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return found.group(1).strip() if found else None
+
+
+def _letter(received: ServiceBusReceivedMessage) -> OutgoingMessage:
+    properties = received.application_properties or {}
+    return OutgoingMessage(
+        str(received.message_id or ""),
+        b"".join(received.body),
+        {_text(k): _text(v) for k, v in properties.items()},
+    )
 
 
 def _text(value: object) -> str:

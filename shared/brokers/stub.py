@@ -34,11 +34,9 @@ class StubBroker(Broker):
         self.dead_letters.extend(messages)
 
     async def drain_dead_letters(self, decide: Callable[[OutgoingMessage], Awaitable[bool]]) -> None:
-        kept = []
         for message in list(self.dead_letters):
-            if not await decide(message):
-                kept.append(message)
-        self.dead_letters = kept
+            if await decide(message):
+                self.dead_letters.remove(message)
 
     async def backlog(self) -> Backlog:
         return Backlog(
