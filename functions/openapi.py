@@ -105,7 +105,9 @@ def _schemas(registry: Registry) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "id": {"type": "string"},
-                "status": {"enum": [TaskStatus.QUEUED.value, TaskStatus.SCHEDULED.value]},
+                "status": {
+                    "enum": [TaskStatus.QUEUED.value, TaskStatus.SCHEDULED.value, TaskStatus.CANCELLED.value]
+                },
                 "due_at": {"type": "string", "format": "date-time"},
             },
             "required": ["id", "status"],
@@ -127,6 +129,19 @@ def _schemas(registry: Registry) -> dict[str, Any]:
                 "due_at": {"type": "string", "description": "When a delayed task runs (scheduled)"},
             },
             "required": ["id", "status", "attempts"],
+        },
+        "TaskPage": {
+            "type": "object",
+            "properties": {
+                "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskStatus"}},
+                "cursor": {"type": ["string", "null"], "description": "Pass it back for the next page"},
+            },
+            "required": ["tasks", "cursor"],
+        },
+        "Purged": {
+            "type": "object",
+            "properties": {"purged": {"type": "integer"}, "type": {"type": ["string", "null"]}},
+            "required": ["purged"],
         },
         "Redriven": {
             "type": "object",

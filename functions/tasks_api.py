@@ -1,5 +1,6 @@
 """HTTP API for tasks: submit, read status, read stats, readiness and the OpenAPI document."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -7,10 +8,11 @@ import azure.functions as func
 
 from functions import openapi
 from functions.http import DECLARED, ERROR_SCHEMA, Answer, Route, Routes, json_response, problem
-from functions.views import task_view
+from functions.views import task_summary, task_view
 from shared.errors import (
     BackpressureError,
     BrokerError,
+    FieldError,
     IdempotencyConflictError,
     IdempotencyMismatchError,
     StoreError,
@@ -21,9 +23,29 @@ from shared.errors import (
 from shared.pipeline.hooks import RequestScope
 from shared.pipeline.root import pipeline
 from shared.pipeline.status import TaskStatus
+from shared.store.listing import parse_cursor
 
 bp = func.Blueprint()
 routes = Routes(bp)
+
+#: The most tasks one page of a listing holds.
+MAX_PAGE = 200
+_STATUS_NAMES = frozenset(s.value for s in TaskStatus)
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _path_id() -> dict[str, Any]:
+    return {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_PAGE = (
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}),
+    _query("cursor", {"type": "string"}),
+)
+_TASK_PAGE = {"$ref": "#/components/schemas/TaskPage"}
 
 _QUEUED = {
     "oneOf": [
@@ -105,7 +127,7 @@ def _queued(task_id: str, due: float | None) -> dict[str, Any]:
             200: Answer("The task", {"$ref": "#/components/schemas/TaskStatus"}),
             404: Answer("No such task", ERROR_SCHEMA),
         },
-        parameters=({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},),
+        parameters=(_path_id(),),
     ),
     raises=(StoreError,),
 )
@@ -120,12 +142,135 @@ async def get_task(req: func.HttpRequest, scope: RequestScope) -> func.HttpRespo
 
 @routes.add(
     Route(
+        "listTasks",
+        "GET",
+        "tasks",
+        "Tasks newest first, by status and type, a page at a time",
+        {
+            200: Answer(
+                "A page of tasks and the cursor of the next", {"$ref": "#/components/schemas/TaskPage"}
+            )
+        },
+        parameters=(
+            {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "schema": {"enum": [s.value for s in TaskStatus]},
+            },
+            {"name": "type", "in": "query", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
+            },
+            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+        ),
+    ),
+    raises=(ValidationError, StoreError),
+)
+async def list_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    status, task_type, limit, cursor = _listing_query(req.params)
+    found = await pipeline().store.tasks(status=status, task_type=task_type, limit=limit, cursor=cursor)
+    return json_response({"tasks": [task_summary(i, f) for i, f in found.tasks], "cursor": found.cursor})
+
+
+def _listing_query(params: Mapping[str, str]) -> tuple[str | None, str | None, int, str | None]:
+    errors = []
+    status = params.get("status") or None
+    if status is not None and status not in _STATUS_NAMES:
+        errors.append(FieldError(None, "status", f"one of {', '.join(sorted(_STATUS_NAMES))}"))
+    raw_limit = params.get("limit") or "50"
+    limit = int(raw_limit) if raw_limit.isdigit() else 0
+    if not 1 <= limit <= MAX_PAGE:
+        errors.append(FieldError(None, "limit", f"a whole number from 1 to {MAX_PAGE}"))
+    cursor = params.get("cursor") or None
+    try:
+        parse_cursor(cursor)
+    except ValueError as exc:
+        errors.append(FieldError(None, "cursor", str(exc)))
+    if errors:
+        raise ValidationError(errors)
+    return status, params.get("type") or None, limit, cursor
+
+
+@routes.add(
+    Route(
+        "cancelTask",
+        "DELETE",
+        "tasks/{id}",
+        "Cancel a queued or scheduled task before it starts",
+        {200: Answer("Cancelled", {"$ref": "#/components/schemas/Queued"})},
+        parameters=(_path_id(),),
+    ),
+    raises=(TaskNotFoundError, TaskStateError, StoreError),
+)
+async def cancel_task(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    task_id = req.route_params["id"]
+    scope.tasks([task_id])
+    before = await pipeline().store.cancel(task_id)
+    if before is None:
+        raise TaskNotFoundError(f"no task {task_id}")
+    if before not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED):
+        raise TaskStateError(
+            f"task {task_id} is {before}: only a queued or scheduled task can be cancelled", before
+        )
+    return json_response({"id": task_id, "status": TaskStatus.CANCELLED})
+
+
+@routes.add(
+    Route(
+        "listDeadLetters",
+        "GET",
+        "dead-letters",
+        "Dead-lettered tasks, newest first, with why",
+        {200: Answer("A page of dead-lettered tasks", {"$ref": "#/components/schemas/TaskPage"})},
+        parameters=(
+            {"name": "type", "in": "query", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            },
+            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+        ),
+    ),
+    raises=(ValidationError, StoreError),
+)
+async def list_dead_letters(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    _, task_type, limit, cursor = _listing_query({**req.params, "status": TaskStatus.DEAD_LETTERED})
+    found = await pipeline().store.tasks(
+        status=TaskStatus.DEAD_LETTERED, task_type=task_type, limit=limit, cursor=cursor
+    )
+    return json_response({"tasks": [task_summary(i, f) for i, f in found.tasks], "cursor": found.cursor})
+
+
+@routes.add(
+    Route(
+        "purgeDeadLetters",
+        "DELETE",
+        "dead-letters",
+        "Empty the dead-letter queue (only the tasks of ?type=, when given); their statuses stay",
+        {200: Answer("How many dead letters were removed", {"$ref": "#/components/schemas/Purged"})},
+        parameters=(_query("type", {"type": "string"}),),
+    ),
+    raises=(BrokerError, StoreError),
+)
+async def purge_dead_letters(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
+    task_type = req.params.get("type") or None
+    return json_response({"purged": await pipeline().redriver.purge(task_type), "type": task_type})
+
+
+@routes.add(
+    Route(
         "retryTask",
         "POST",
         "tasks/{id}/retry",
         "Send a failed or dead-lettered task again, its attempts reset",
         {202: Answer("Sent again", {"$ref": "#/components/schemas/Queued"}, ("Location",))},
-        parameters=({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},),
+        parameters=(_path_id(),),
     ),
     raises=(TaskNotFoundError, TaskStateError, BrokerError, StoreError),
 )
@@ -143,7 +288,7 @@ async def retry_task(req: func.HttpRequest, scope: RequestScope) -> func.HttpRes
         "dead-letters/redrive",
         "Send every dead-lettered task again (of one type, with ?type=), their attempts reset",
         {200: Answer("How many were sent again", {"$ref": "#/components/schemas/Redriven"})},
-        parameters=({"name": "type", "in": "query", "required": False, "schema": {"type": "string"}},),
+        parameters=(_query("type", {"type": "string"}),),
     ),
     raises=(BrokerError, StoreError),
 )

@@ -34,3 +34,13 @@ def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
     if view["status"] == TaskStatus.FAILED and fields.get("retry_at"):
         view["retry_at"] = _time(fields["retry_at"])
     return view
+
+
+def task_summary(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A task as a list shows it: its status and timings, the error's first line, no result."""
+    view = task_view(task_id, fields)
+    view.pop("result", None)
+    view.pop("traceback", None)
+    if "error" in view:
+        view["error"] = view["error"].splitlines()[0][:300] if view["error"] else ""
+    return view

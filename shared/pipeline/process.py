@@ -349,6 +349,9 @@ def _already_settled(envelope: TaskEnvelope, attempt: Attempt) -> Verdict | None
     if attempt.previous_status is TaskStatus.DEAD_LETTERED:
         log.info("Task %s was dead-lettered earlier; the redelivered message is dropped", envelope.id)
         return Verdict.COMPLETED
+    if attempt.previous_status is TaskStatus.CANCELLED:
+        log.info("Task %s was cancelled; its message is dropped", envelope.id)
+        return Verdict.COMPLETED
     return None
 
 

@@ -87,6 +87,26 @@ class Redriver:
         log.info("Redrive: %d dead-lettered task(s) of type %s re-sent", sent, task_type or "any")
         return sent
 
+    async def purge(self, task_type: str | None = None) -> int:
+        """Remove every dead letter (of ``task_type`` only, when given) from the dead-letter queue; how
+        many. The tasks' statuses stay: a purged task can still be retried by its id."""
+        purged = 0
+
+        async def decide(letter: OutgoingMessage) -> bool:
+            nonlocal purged
+            if task_type is not None:
+                try:
+                    if TaskEnvelope.decode(letter.body).type != task_type:
+                        return False
+                except DecodeError:
+                    return False
+            purged += 1
+            return True
+
+        await self._broker.drain_dead_letters(decide)
+        log.warning("Purge: %d dead letter(s) of type %s removed", purged, task_type or "any")
+        return purged
+
     async def _resend(self, task_id: str, envelope: bytes) -> None:
         message = OutgoingMessage(f"{task_id}.redrive.{uuid.uuid4().hex[:8]}", envelope)
         with self._hooks.sending(self._broker.system, self._broker.queue, [message]) as traced:

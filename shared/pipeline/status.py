@@ -17,8 +17,10 @@ class TaskStatus(enum.StrEnum):
     FAILED = "failed"
     #: Out of attempts, or undecodable: in the dead-letter queue with its reason.
     DEAD_LETTERED = "dead-lettered"
+    #: Cancelled before it started; its message is dropped when it arrives.
+    CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
         """No further attempt will run (until an operator redrives the task)."""
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.DEAD_LETTERED)
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED)

@@ -21,107 +21,15 @@ from shared.pipeline.outcome import Attempt, Outcome
 from shared.pipeline.status import TaskStatus
 from shared.secrets import Secret
 from shared.secrets.refresh import valkey_pool
-from shared.store import stats
-from shared.store.batching import Coalescer, FastConnection, Script
+from shared.store import listing, stats
+from shared.store.batching import Coalescer, FastConnection
 from shared.store.histogram import bucket
 from shared.store.idempotency import CLAIM, COMPLETE, PENDING_TTL, Claim, fingerprint, key_name
 from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
+from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, REDRIVE, SUCCEED
 
 log = logging.getLogger(__name__)
 
-# Starting an attempt must read and write atomically: a redelivered task that already succeeded
-# (or was dead-lettered) must not run again, whichever consumer sees it first.
-_BEGIN = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'succeeded' or status == 'dead-lettered' then
-  return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), false}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'type', ARGV[3],
-           'submitted_at', ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-local cached = false
-if #KEYS > 1 then cached = redis.call('GET', KEYS[2]) end
-return {status or 'unknown', attempts, cached}
-"""
-
-# KEYS: counters, then one task hash per task; ARGV: ttl, then type, submitted_at and when it is due
-# ('' for at once) per task.
-_ACCEPT = """
-local per_type = {}
-for i = 2, #KEYS do
-  local task_type = ARGV[3 * i - 4]
-  redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', ARGV[3 * i - 3])
-  if ARGV[3 * i - 2] == '' then
-    redis.call('HSET', KEYS[i], 'status', 'queued')
-  else
-    redis.call('HSET', KEYS[i], 'status', 'scheduled', 'due_at', ARGV[3 * i - 2])
-  end
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
-  per_type[task_type] = (per_type[task_type] or 0) + 1
-end
-redis.call('HINCRBY', KEYS[1], 'accepted', #KEYS - 1)
-for task_type, count in pairs(per_type) do
-  redis.call('HINCRBY', KEYS[1], 'accepted:' .. task_type, count)
-end
-return #KEYS - 1
-"""
-
-# KEYS: task, counters, duration histogram, queue-wait histogram, this second's throughput
-# [, cache key, cache index]; ARGV: now, ttl, type, result, duration bucket, wait bucket,
-# cache hit ('1' hit, '0' miss, '' not cached), cache ttl, cache expiry.
-_SUCCEED = """
-redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[4], 'finished_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'error', 'traceback', 'retry_at', 'envelope')
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'processed', 1)
-redis.call('HINCRBY', KEYS[2], 'processed:' .. ARGV[3], 1)
-redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
-redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
-redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], 120)
-if ARGV[7] == '1' then
-  redis.call('HINCRBY', KEYS[2], 'cache_hits', 1)
-elseif ARGV[7] == '0' then
-  redis.call('HINCRBY', KEYS[2], 'cache_misses', 1)
-  if #KEYS > 5 then
-    redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[8])
-    redis.call('ZADD', KEYS[7], ARGV[9], KEYS[6])
-  end
-end
-return 1
-"""
-
-# KEYS: task, counters; ARGV: now, ttl, type, error, final ('1' when attempts are used up), the
-# handler's traceback, when the next attempt is due ('' when none), the task's envelope (to redrive it).
-_FAIL = """
-local status = 'failed'
-if ARGV[5] == '1' then status = 'dead-lettered' end
-redis.call('HSET', KEYS[1], 'status', status, 'error', ARGV[4], 'finished_at', ARGV[1],
-           'traceback', ARGV[6], 'envelope', ARGV[8])
-if ARGV[7] == '' then redis.call('HDEL', KEYS[1], 'retry_at')
-else redis.call('HSET', KEYS[1], 'retry_at', ARGV[7]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'failed', 1)
-redis.call('HINCRBY', KEYS[2], 'failed:' .. ARGV[3], 1)
-if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1) end
-return 1
-"""
-# A redrive claims a failed or dead-lettered task atomically, so one task is re-sent once however many
-# redrives race. KEYS: task, counters; ARGV: the envelope to use when the task has none kept ('' for
-# none). Returns {status or '', envelope or '' (not claimed)} (a Lua nil would cut the reply short).
-_REDRIVE = """
-local status = redis.call('HGET', KEYS[1], 'status') or ''
-if status ~= 'failed' and status ~= 'dead-lettered' then return {status, ''} end
-local envelope = redis.call('HGET', KEYS[1], 'envelope') or ARGV[1]
-if envelope == '' then return {status, ''} end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0)
-redis.call('HDEL', KEYS[1], 'retry_at', 'envelope', 'finished_at')
-redis.call('HINCRBY', KEYS[2], 'redriven', 1)
-return {status, envelope}
-"""
-BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
-REDRIVE = Script(_REDRIVE)
 _STATUSES = frozenset(TaskStatus)
 
 
@@ -142,7 +50,9 @@ class Store:
         )
         self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
-        self._batched = Coalescer(self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CLAIM, COMPLETE))
+        self._batched = Coalescer(
+            self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, CLAIM, COMPLETE)
+        )
 
     @property
     def client(self) -> valkey.Valkey:
@@ -279,6 +189,29 @@ class Store:
         pipe.hset(task_key(task_id), mapping={"status": str(status), "envelope": envelope})
         pipe.hincrby(COUNTERS, "redriven", -1)
         await self._run(pipe)
+
+    async def tasks(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> listing.Page:
+        """A page of tasks, newest first (:mod:`shared.store.listing`)."""
+        try:
+            return await listing.page(
+                self._client, status=status, task_type=task_type, limit=limit, cursor=cursor
+            )
+        except (ValkeyError, OSError) as exc:
+            raise StoreError(f"Valkey did not answer the task listing: {exc}") from exc
+
+    async def cancel(self, task_id: str) -> TaskStatus | None:
+        """Cancel a queued or scheduled task; the status it was in (None when unknown). Any other status
+        means it was not cancelled."""
+        (found,) = await self._send([CANCEL.command([task_key(task_id), COUNTERS], [time.time()])])
+        status = found.decode() if isinstance(found, bytes) else str(found)
+        return TaskStatus(status) if status in _STATUSES else None
 
     async def task(self, task_id: str) -> dict[str, str] | None:
         raw: dict[bytes, bytes] = await self._run_one(self._client.hgetall(task_key(task_id)))

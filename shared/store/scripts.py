@@ -1,0 +1,159 @@
+"""The Lua scripts behind every write a task causes: each reads and writes atomically, in one round
+trip, and keeps the listing indexes (:mod:`shared.store.keys`) in step with the task's status.
+"""
+
+from __future__ import annotations
+
+from shared.store.batching import Script
+from shared.store.keys import INDEX, TASK_PREFIX
+
+# Shared by the scripts: the task id of a task key, and moving a task between status indexes (scored
+# by when it was submitted, so listings are newest first).
+_INDEX = f"""
+local function task_id(key) return string.sub(key, {len(TASK_PREFIX) + 1}) end
+local function move(key, from, to, score)
+  local id = task_id(key)
+  if from and from ~= to then redis.call('ZREM', '{INDEX}s:' .. from, id) end
+  redis.call('ZADD', '{INDEX}s:' .. to, score, id)
+end
+"""
+
+# Starting an attempt must read and write atomically: a redelivered task that already succeeded
+# (or was dead-lettered) must not run again, whichever consumer sees it first.
+_BEGIN = (
+    _INDEX
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'succeeded' or status == 'dead-lettered' or status == 'cancelled' then
+  return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), false}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'type', ARGV[3],
+           'submitted_at', ARGV[4])
+move(KEYS[1], status, 'running', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local cached = false
+if #KEYS > 1 then cached = redis.call('GET', KEYS[2]) end
+return {status or 'unknown', attempts, cached}
+"""
+)
+
+# KEYS: counters, then one task hash per task; ARGV: ttl, then type, submitted_at and when it is due
+# ('' for at once) per task.
+_ACCEPT = (
+    _INDEX
+    + """
+local per_type = {}
+for i = 2, #KEYS do
+  local task_type = ARGV[3 * i - 4]
+  local submitted = ARGV[3 * i - 3]
+  local status = 'queued'
+  redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', submitted)
+  if ARGV[3 * i - 2] ~= '' then
+    status = 'scheduled'
+    redis.call('HSET', KEYS[i], 'due_at', ARGV[3 * i - 2])
+  end
+  redis.call('HSET', KEYS[i], 'status', status)
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  local id = task_id(KEYS[i])
+  redis.call('ZADD', 'tl:idx:all', submitted, id)
+  redis.call('ZADD', 'tl:idx:t:' .. task_type, submitted, id)
+  move(KEYS[i], false, status, submitted)
+  per_type[task_type] = (per_type[task_type] or 0) + 1
+end
+-- The indexes keep what the tasks' hashes keep: entries past the status TTL go.
+local oldest = tonumber(ARGV[3]) - tonumber(ARGV[1])  -- the submission's time, less the TTL
+redis.call('ZREMRANGEBYSCORE', 'tl:idx:all', '-inf', oldest)
+for task_type, _ in pairs(per_type) do
+  redis.call('ZREMRANGEBYSCORE', 'tl:idx:t:' .. task_type, '-inf', oldest)
+end
+redis.call('HINCRBY', KEYS[1], 'accepted', #KEYS - 1)
+for task_type, count in pairs(per_type) do
+  redis.call('HINCRBY', KEYS[1], 'accepted:' .. task_type, count)
+end
+return #KEYS - 1
+"""
+)
+
+# KEYS: task, counters, duration histogram, queue-wait histogram, this second's throughput
+# [, cache key, cache index]; ARGV: now, ttl, type, result, duration bucket, wait bucket,
+# cache hit ('1' hit, '0' miss, '' not cached), cache ttl, cache expiry.
+_SUCCEED = (
+    _INDEX
+    + """
+local previous = redis.call('HGET', KEYS[1], 'status')
+redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[4], 'finished_at', ARGV[1])
+move(KEYS[1], previous, 'succeeded', redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
+redis.call('HDEL', KEYS[1], 'error', 'traceback', 'retry_at', 'envelope')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'processed', 1)
+redis.call('HINCRBY', KEYS[2], 'processed:' .. ARGV[3], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], 120)
+if ARGV[7] == '1' then
+  redis.call('HINCRBY', KEYS[2], 'cache_hits', 1)
+elseif ARGV[7] == '0' then
+  redis.call('HINCRBY', KEYS[2], 'cache_misses', 1)
+  if #KEYS > 5 then
+    redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[8])
+    redis.call('ZADD', KEYS[7], ARGV[9], KEYS[6])
+  end
+end
+return 1
+"""
+)
+
+# KEYS: task, counters; ARGV: now, ttl, type, error, final ('1' when attempts are used up), the
+# handler's traceback, when the next attempt is due ('' when none), the task's envelope (to redrive it).
+_FAIL = (
+    _INDEX
+    + """
+local status = 'failed'
+if ARGV[5] == '1' then status = 'dead-lettered' end
+move(KEYS[1], redis.call('HGET', KEYS[1], 'status'), status,
+     redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
+redis.call('HSET', KEYS[1], 'status', status, 'error', ARGV[4], 'finished_at', ARGV[1],
+           'traceback', ARGV[6], 'envelope', ARGV[8])
+if ARGV[7] == '' then redis.call('HDEL', KEYS[1], 'retry_at')
+else redis.call('HSET', KEYS[1], 'retry_at', ARGV[7]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'failed', 1)
+redis.call('HINCRBY', KEYS[2], 'failed:' .. ARGV[3], 1)
+if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1) end
+return 1
+"""
+)
+# A redrive claims a failed or dead-lettered task atomically, so one task is re-sent once however many
+# redrives race. KEYS: task, counters; ARGV: the envelope to use when the task has none kept ('' for
+# none). Returns {status or '', envelope or '' (not claimed)} (a Lua nil would cut the reply short).
+_REDRIVE = (
+    _INDEX
+    + """
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+if status ~= 'failed' and status ~= 'dead-lettered' then return {status, ''} end
+local envelope = redis.call('HGET', KEYS[1], 'envelope') or ARGV[1]
+if envelope == '' then return {status, ''} end
+move(KEYS[1], status, 'queued', redis.call('HGET', KEYS[1], 'submitted_at') or '0')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0)
+redis.call('HDEL', KEYS[1], 'retry_at', 'envelope', 'finished_at')
+redis.call('HINCRBY', KEYS[2], 'redriven', 1)
+return {status, envelope}
+"""
+)
+# A queued or scheduled task may be cancelled until it starts; the processor then skips its message.
+# KEYS: task, counters; ARGV: now. Returns the status it was in ('' when unknown).
+_CANCEL = (
+    _INDEX
+    + """
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+if status ~= 'queued' and status ~= 'scheduled' then return status end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+move(KEYS[1], status, 'cancelled', redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+return status
+"""
+)
+BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
+REDRIVE, CANCEL = Script(_REDRIVE), Script(_CANCEL)
