@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binary
+from tests.faults.hosts import read_output, stop
 from tests.faults.load import ROWS, TABLE_HEADER, table_line
 from tests.faults.servers import PrivateServer, private_server
 from tests.hosting import RunningHost, start_host
@@ -64,12 +65,11 @@ def hosts(rabbitmq: PrivateServer, valkey: PrivateServer) -> Iterator[HostFactor
     started: list[RunningHost] = []
 
     def start(database: int, **settings: str) -> RunningHost:
-        host = start_host(
-            settings={"VALKEY_URL": valkey.url(database), "RabbitMQConnection": rabbitmq.url(), **settings}
-        )
+        servers = {"VALKEY_URL": valkey.url(database), "RabbitMQConnection": rabbitmq.url()}
+        host = read_output(start_host(settings={**servers, **settings}))
         started.append(host)
         return host
 
     yield start
     for host in started:
-        host.stop()
+        stop(host)

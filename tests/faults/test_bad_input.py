@@ -18,6 +18,7 @@ import httpx
 from shared.pipeline.envelope import TaskEnvelope
 from tests.faults.amqp import dead_letters, publish, ready_count
 from tests.faults.conftest import HostFactory
+from tests.faults.hosts import stop
 from tests.faults.load import ROWS, Row, counters, task_states
 from tests.faults.servers import PrivateServer
 from tests.waiting import eventually
@@ -73,7 +74,7 @@ def test_poison_messages_are_dead_lettered_once_with_their_reason(
     assert sorted(letter.reason for letter in found) == sorted(reason for _, reason in bad.values())
     assert ready_count(rabbitmq.url(), host.queue) == 0
     assert task_states(url, [unknown.id])[unknown.id][0] == "dead-lettered"
-    assert host.stop() == 0
+    assert stop(host) == 0
     output = "".join(host.output)
     assert "requeued as try" not in output, output[-3000:]
     assert "not settled" not in output, output[-3000:]

@@ -13,6 +13,7 @@ import aio_pika
 from shared.pipeline.envelope import TaskEnvelope
 from tests.faults.amqp import publish
 from tests.faults.conftest import HostFactory
+from tests.faults.hosts import stop
 from tests.faults.load import Load, Row, counters, settle, sleep_task, submitted_at, task_states
 from tests.faults.servers import PrivateServer
 from tests.hosting import RunningHost
@@ -75,7 +76,7 @@ def test_a_host_stopped_under_load_drains_and_its_successor_runs_the_rest_once(
     time.sleep(0.2)
 
     # When the host is told to stop, and another one starts on the same queue
-    assert host.stop() == 0
+    assert stop(host) == 0
     trickle.join()
     # (a request that came after the stop may find nothing listening, but none is dropped unanswered)
     assert set(trickle.errors()) <= {"ConnectError"}, trickle.errors()
@@ -113,7 +114,7 @@ def test_a_message_of_a_task_that_already_succeeded_is_not_run_again(
     with host.client() as client:
         after = client.post("/api/tasks", json={"type": "echo", "payload": {"message": "after"}}).json()["id"]
     eventually(lambda: task_states(url, [after])[after][0] == "succeeded", what="the later task done")
-    assert host.stop() == 0
+    assert stop(host) == 0
 
     # Then the redelivered message was settled without running the task again
     states = task_states(url, [task_id, after])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from tests.faults.conftest import HostFactory
+from tests.faults.hosts import stop
 from tests.faults.load import FINISHED, Load, Row, counters, settle, sleep_task, task_states
 from tests.faults.servers import PrivateServer
 from tests.hosting import RunningHost
@@ -24,7 +25,7 @@ def _measure(scenario: str, host: RunningHost, load: Load, ids: list[str], withi
 
 def _explain(row: Row, host: RunningHost) -> str:
     """The row, then what the host said about its broker connections (it is stopped for that)."""
-    host.stop()
+    stop(host)
     lines = "".join(host.output).splitlines()
     said = [line for line in lines if "triggers" in line or "einconnect" in line or "Lost the" in line]
     return "\n".join([str(row), "the host's trigger lines:", *said[-40:], "its last lines:", *lines[-15:]])
