@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import valkey.asyncio as valkey
@@ -12,6 +13,38 @@ from shared.store.histogram import percentiles
 from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, THROUGHPUT_WINDOW, P
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The fleet-wide figures as Valkey keeps them: counters, histogram bucket counts (bucket index →
+    count, bounds in :mod:`shared.store.histogram`), the last backlog snapshot and live cache keys."""
+
+    counters: dict[str, int]
+    queue_wait: dict[int, int]
+    duration: dict[int, int]
+    backlog: dict[str, Any] | None
+    cache_keys: int
+
+
+async def figures(client: valkey.Valkey) -> Figures:
+    """The counters, histograms, backlog and cache size, in one round trip."""
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(COUNTERS)
+    pipe.hgetall(P + "hist:queue_wait")
+    pipe.hgetall(P + "hist:duration")
+    pipe.get(BACKLOG)
+    pipe.zremrangebyscore(CACHE_INDEX, "-inf", now)
+    pipe.zcard(CACHE_INDEX)
+    counters, wait, duration, backlog, _, cache_keys = await pipe.execute()
+    return Figures(
+        {k.decode(): int(v) for k, v in counters.items()},
+        {int(k): int(v) for k, v in wait.items()},
+        {int(k): int(v) for k, v in duration.items()},
+        json.loads(backlog) if backlog else None,
+        int(cache_keys),
+    )
 
 
 async def snapshot(client: valkey.Valkey) -> dict[str, Any]:

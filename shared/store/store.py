@@ -27,6 +27,7 @@ from shared.store.histogram import bucket
 from shared.store.idempotency import CLAIM, COMPLETE, PENDING_TTL, Claim, fingerprint, key_name
 from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
 from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, REDRIVE, SUCCEED
+from shared.store.stats import Figures
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,13 @@ class Store:
             return await stats.snapshot(self._client)
         except (ValkeyError, OSError) as exc:
             raise StoreError(f"Valkey did not answer the stats read: {exc}") from exc
+
+    async def figures(self) -> Figures:
+        """The raw fleet-wide figures (counters, histograms, backlog), for the metrics exposition."""
+        try:
+            return await stats.figures(self._client)
+        except (ValkeyError, OSError) as exc:
+            raise StoreError(f"Valkey did not answer the figures read: {exc}") from exc
 
     async def ping(self) -> None:
         try:
