@@ -221,6 +221,16 @@ class Processor:
         with scope.running(plan.envelope, plan.position) as task:
             outcome = await self._run(plan, attempt)
             task.finished(outcome)
+            if outcome.error is None:
+                # One line per task outcome; a failure has logged its own (with its traceback).
+                log.info(
+                    "Task %s (%s) attempt %d succeeded in %.1fms%s",
+                    outcome.envelope.id,
+                    outcome.envelope.type,
+                    outcome.attempt,
+                    outcome.duration * 1000,
+                    " (cached)" if outcome.cache_hit else "",
+                )
             return outcome
 
     async def _run(self, plan: _Plan, attempt: Attempt) -> Outcome:
