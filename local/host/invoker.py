@@ -2,6 +2,13 @@
 
 Async functions run on the host's event loop; sync ones on a thread pool sized like the worker's
 (``PYTHON_THREADPOOL_THREAD_COUNT``, default ``min(32, cpus + 4)``).
+
+Each invocation logs the two lines the Functions host prints, under the host's own category
+``Function.<name>`` (so ``TASKLANE_LOG_LEVEL=INFO,Function=WARNING`` quiets them, as host.json's
+``"logLevel": {"Function": "Warning"}`` does)::
+
+    Executing 'Functions.health' (Reason='This function was programmatically called via the host APIs.', Id=…)
+    Executed 'Functions.health' (Succeeded, Id=…, Duration=4ms)
 """
 
 from __future__ import annotations
@@ -15,13 +22,37 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from local.host.context import Context, Out, TraceContext
 from local.host.errors import FunctionFailedError
-from local.host.indexing import IndexedFunction
+from local.host.indexing import Binding, IndexedFunction
 
-log = logging.getLogger(__name__)
+#: The parent of every function's logger, ``Function.<name>``: the Functions host's log category.
+FUNCTION_LOGGER = "Function"
+
+HTTP_REASON = "This function was programmatically called via the host APIs."
+
+
+def invocation_reason(trigger: Binding, now: datetime) -> str:
+    """The ``Reason`` the Functions host gives for an invocation by ``trigger``, fired at ``now``.
+
+    The wording is each extension's: the HTTP trigger is a host API call, the timer extension
+    names the firing time (.NET's round-trip format), Service Bus names the entity path, the
+    RabbitMQ extension the queue and the local time; other triggers set none (``(null)``).
+    """
+    if trigger.type == "httpTrigger":
+        return HTTP_REASON
+    if trigger.type == "timerTrigger":
+        return f"Timer fired at {now.isoformat()}"
+    if trigger.type == "serviceBusTrigger":
+        queue = trigger.get("queueName")
+        path = queue or f"{trigger.get('topicName')}/Subscriptions/{trigger.get('subscriptionName')}"
+        return f"New ServiceBus message detected on '{path}'."
+    if trigger.type == "rabbitMQTrigger":
+        return f"RabbitMQ message detected from queue: {trigger.get('queueName')} at {now:%Y-%m-%d %H:%M:%S}"
+    return "(null)"
 
 
 @dataclass
@@ -40,6 +71,13 @@ class Invoker:
     def __init__(self, *, thread_count: int | None = None, timeout: float | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="func")
         self._timeout = timeout
+        self._loggers: dict[str, logging.Logger] = {}
+
+    def _logger(self, fn: IndexedFunction) -> logging.Logger:
+        found = self._loggers.get(fn.name)
+        if found is None:
+            found = self._loggers[fn.name] = logging.getLogger(f"{FUNCTION_LOGGER}.{fn.name}")
+        return found
 
     async def invoke(
         self,
@@ -67,6 +105,14 @@ class Invoker:
                 )
             else:
                 outs[param] = kwargs[param] = Out()
+        log = self._logger(fn)
+        if log.isEnabledFor(logging.INFO):  # at high load these lines are most of the host's output
+            log.info(
+                "Executing 'Functions.%s' (Reason='%s', Id=%s)",
+                fn.name,
+                invocation_reason(fn.trigger, datetime.now().astimezone()),
+                invocation_id,
+            )
         started = time.perf_counter()
         try:
             value = await self._call(fn, kwargs)
@@ -80,7 +126,7 @@ class Invoker:
             )
             raise FunctionFailedError(fn.name, invocation_id) from exc
         duration = time.perf_counter() - started
-        log.debug(
+        log.info(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
             fn.name,
             invocation_id,

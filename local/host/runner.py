@@ -8,9 +8,12 @@ finished, the HTTP server drains, and connections close.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import logging.handlers
 import os
+import queue
 import re
 import signal
 import socket
@@ -209,22 +212,127 @@ class _Server(uvicorn.Server):
         yield
 
 
-def configure_logging() -> None:
-    level = os.environ.get("TASKLANE_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
-    )
-    if level != "DEBUG":
-        # The SDKs log every HTTP request and reconnect at INFO; the host's own lines say what matters.
-        for noisy in ("azure", "aio_pika", "aiormq", "uamqp"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+#: Libraries that log every AMQP frame or HTTP request: at WARNING whatever the level, unless named.
+QUIET_LIBRARIES = ("aio_pika", "aiormq", "pamqp", "azure", "uamqp")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_log_levels(spec: str) -> tuple[str, dict[str, str]]:
+    """``TASKLANE_LOG_LEVEL``: a level, then ``logger=LEVEL`` pairs, comma-separated.
+
+    ``"DEBUG,aiormq=DEBUG,Function=WARNING"`` is DEBUG for the host, AMQP frames too, and no
+    invocation lines; a pair names a logger and everything under it.
+    """
+    root = "INFO"
+    named: dict[str, str] = {}
+    for part in filter(None, (item.strip() for item in spec.split(","))):
+        name, _, level = part.rpartition("=")
+        level = level.strip().upper()
+        if level not in _LEVELS:
+            raise HostError(
+                f"TASKLANE_LOG_LEVEL={spec!r}: {level or part!r} is not a level ({', '.join(_LEVELS)})"
+            )
+        if name.strip():
+            named[name.strip()] = level
+        else:
+            root = level
+    return root, named
+
+
+def configure_logging(spec: str) -> None:
+    """Log ``[time] LEVEL logger: message`` to stderr at the levels ``spec`` names.
+
+    Records go through a bounded queue to a writer thread: a terminal or pipe that is slow to read
+    (or never read) delays the log, never the event loop, and past :data:`LOG_BACKLOG` records the
+    host drops lines and later says how many, rather than stopping.
+    """
+    root, named = parse_log_levels(spec)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+    handler = _DroppingQueueHandler(queue.Queue(LOG_BACKLOG), stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the stream adds time, level and logger
+    logging.basicConfig(level=root, handlers=[handler], force=True)
+    for noisy in QUIET_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name, level in named.items():
+        logging.getLogger(name).setLevel(level)
+
+
+#: Log records waiting for stderr before the host drops lines.
+LOG_BACKLOG = 10_000
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """A queue handler whose writer thread follows the process across ``fork``; once stopped, it
+    writes in place."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord], target: logging.Handler) -> None:
+        super().__init__(records)
+        self._target = target
+        self._dropped = 0
+        self._writer: _Writer | None = self._listen()
+        os.register_at_fork(after_in_child=self._after_fork)
+        atexit.register(self.stop)
+
+    def _listen(self) -> _Writer:
+        writer = _Writer(self.queue, self._target)
+        writer.start()
+        return writer
+
+    def _after_fork(self) -> None:  # the writer thread does not exist in the child: start its own
+        self.queue = queue.Queue(LOG_BACKLOG)
+        self._writer = self._listen()
+
+    def stop(self) -> None:
+        """Write out what is queued; later records are written in place."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self._writer is None:
+            self._target.handle(record)
+            return
+        if self._dropped:
+            note = logging.makeLogRecord(
+                {
+                    "name": __name__,
+                    "levelno": logging.WARNING,
+                    "levelname": "WARNING",
+                    "msg": f"{self._dropped} log lines dropped: stderr is not read fast enough",
+                }
+            )
+            try:
+                self.queue.put_nowait(note)
+            except queue.Full:
+                self._dropped += 1
+                return
+            self._dropped = 0
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self._dropped += 1
+
+
+class _Writer(logging.handlers.QueueListener):
+    def enqueue_sentinel(self) -> None:
+        self.queue.put(self._sentinel)  # type: ignore[attr-defined]  # waits for room, unlike put_nowait
+
+
+def flush_logging() -> None:
+    """Write out every queued log line (before a worker process ends with ``os._exit``)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _DroppingQueueHandler):
+            handler.stop()
 
 
 def run(app_dir: Path, port: int | None = None) -> int:
     """Start the host for ``app_dir``; the process exit code."""
-    configure_logging()
+    try:
+        configure_logging(os.environ.get("TASKLANE_LOG_LEVEL", "INFO"))
+    except HostError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     environ = environment()
     app_dir = app_dir.resolve()
     try:
@@ -269,6 +377,8 @@ def serve_forever(loaded: LoadedHost, http_socket: socket.socket) -> int:
     except HostError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        flush_logging()
     return 0
 
 
