@@ -4,6 +4,11 @@
     python -m local services {up,down,status} [--only valkey,rabbitmq,azurite] [--ports valkey=16379,...]
     python -m local keys [--app-dir DIR]
     python -m local bench [--single N] [--batches N] [--env NAME=VALUE ...]
+    python -m local tasks {list,show,retry,cancel,redrive,purge} [--url URL] [--json] ...
+    python -m local stats [--url URL] [--json]
+
+``tasks`` and ``stats`` talk to the running app's HTTP API with its key; they exit 1 with one
+``Error:`` line when it refuses or does not answer, and 2 for a usage error.
 
 ``services status`` exits 3 when a service does not answer, as an LSB init script's status does.
 """
@@ -16,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from local import services
+from local.cli import add_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,services,keys,bench}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{start,services,keys,bench,tasks,stats}"
+    )
 
     start = commands.add_parser("start", help="run the function app in the offline host")
     start.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of function_app.py (cwd)")
@@ -59,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="load the pipeline and report its figures", add_help=False)
     bench.set_defaults(handler=_bench)
+    add_commands(commands)
     return parser
 
 
