@@ -35,7 +35,7 @@ services: $(DEPS)
 
 run: $(DEPS)
 	@test -f local.settings.json || cp local.settings.emulator.json local.settings.json
-	$(PY) -m local start
+	$(PY) -m local start $(if $(PORT),--port $(PORT))
 
 test: $(DEPS) services
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,17 +1,20 @@
 """``python -m local bench``: the pipeline's throughput, latency, losses, memory and cold start.
 
-Runs the app under our host against the real RabbitMQ and Valkey (a queue and a Valkey database
-of its own), loads it from ``h2load --h1`` (C, HTTP/1.1 keep-alive, one thread: light enough to
-share this machine),
-and prints a table and writes JSON. Phases:
+Runs the app under our host against the real RabbitMQ (a queue of its own) and a Valkey server of
+its own (on a free port, stopped after: a developer's data is never touched), loads it from
+``h2load --h1`` (C, HTTP/1.1 keep-alive, one thread: light enough to share this machine), and
+prints a table and writes JSON. Phases:
 
 1. 20,000 single-task POSTs over 64 keep-alive connections;
 2. 200 POSTs of 100-task arrays;
 
-each followed by waiting until every accepted task has been processed. Figures: accepted/s and
-accept latency (h2load's per-request log), end-to-end processed/s (first POST until the last task
-is done, from Valkey's counters), lost = accepted - succeeded, the host's peak RSS, and cold start (import
-``function_app`` and index it, median of fresh processes).
+each followed by waiting until every accepted task has been processed, with progress every few
+seconds (:mod:`local.bench.progress`); when nothing is processed for ``--stall`` seconds it gives
+up saying how many tasks are missing and where. The host is stopped whatever happens, Ctrl-C
+included. Figures: accepted/s and accept latency (h2load's per-request log), end-to-end
+processed/s (first POST until the last task is done, from Valkey's counters), lost = accepted -
+succeeded, the host's peak RSS, and cold start (import ``function_app`` and index it, median of
+fresh processes).
 """
 
 from __future__ import annotations
@@ -23,20 +26,21 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.bench.host import RESULTS, check_port, own_valkey, start_host, stop_host, wait_healthy
+from local.bench.progress import StalledError, api, wait_processed, whereabouts
+
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / ".services" / "bench"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 @dataclass
@@ -107,21 +111,8 @@ def _load(url: str, key: str, body: str, requests: int, concurrency: int) -> dic
     }
 
 
-def _stats(base: str, key: str) -> dict[str, Any]:
-    request = urllib.request.Request(f"{base}/api/stats", headers={"x-functions-key": key})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def _wait_processed(base: str, key: str, target: int, deadline: float) -> tuple[int, float]:
-    """Poll until ``processed`` reaches ``target`` (or the deadline); return (processed, time)."""
-    processed = 0
-    while time.monotonic() < deadline:
-        processed = _stats(base, key)["totals"]["processed"]
-        if processed >= target:
-            return processed, time.monotonic()
-        time.sleep(0.05)
-    return processed, time.monotonic()
+def _processed(base: str, key: str) -> int:
+    return int(api(base, key, "stats")["totals"]["processed"])
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -137,7 +128,9 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int, host_pid: int) -> Phase:
+def _run_phase(
+    phase: Phase, base: str, key: str, payload: Any, already: int, host_pid: int, patience: float
+) -> Phase:
     cpu_before = _cpu_seconds(host_pid)
     started = time.monotonic()
     load = _load(f"{base}/api/tasks", key, json.dumps(payload), phase.requests, phase.concurrency)
@@ -147,7 +140,15 @@ def _run_phase(phase: Phase, base: str, key: str, payload: Any, already: int, ho
     phase.accept_seconds = round(load["seconds"], 3)
     phase.accepted_per_second = round(phase.accepted / load["seconds"], 1)
     phase.latency_ms = load["latency_ms"]
-    processed, finished = _wait_processed(base, key, already + phase.accepted, started + 600)
+    print(f"  {phase.name}: {phase.accepted:,} tasks accepted in {phase.accept_seconds:g} s", flush=True)
+    processed, finished = wait_processed(
+        phase.name,
+        lambda: _processed(base, key),
+        already + phase.accepted,
+        patience=patience,
+        deadline=started + 600,
+        say=lambda line: print(line, flush=True),
+    )
     phase.succeeded = processed - already
     phase.lost = phase.accepted - phase.succeeded
     phase.end_to_end_seconds = round(finished - started, 3)
@@ -197,93 +198,75 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _reset(valkey_db: int, queue: str) -> None:
-    async def purge() -> None:
-        import valkey.asyncio as valkey
+def _drop_queue(queue: str) -> None:
+    """Delete the bench's own queue and its wait and dead-letter queues, left by an earlier run."""
+    from shared.platform.rabbitmq_topology import delete_queue_topology
 
-        from shared.platform.rabbitmq_topology import delete_queue_topology
-
-        client = valkey.Valkey.from_url(f"valkey://127.0.0.1:6379/{valkey_db}")
-        await client.flushdb()
-        await client.aclose()
-        await delete_queue_topology("amqp://guest:guest@127.0.0.1:5672/", queue)
-
-    asyncio.run(purge())
-
-
-def _start_host(port: int, key: str, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **env_extra, "FUNCTIONS_HOST_KEY": key, "TASKLANE_LOG_LEVEL": "WARNING"}
-    log = open(RESULTS / "host.log", "wb")  # noqa: SIM115 - lives as long as the host process
-    host = subprocess.Popen(
-        [sys.executable, "-m", "local", "start", "--no-services", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                return host
-        except OSError:
-            if host.poll() is not None:
-                raise SystemExit(f"the host exited ({host.returncode}); see {RESULTS / 'host.log'}") from None
-            time.sleep(0.1)
-    host.kill()
-    raise SystemExit("the host did not answer within 60 s")
+    asyncio.run(delete_queue_topology(RABBITMQ_URL, queue))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    check_port(args.port)
     if shutil.which("h2load") is None:
         raise SystemExit("h2load is missing: apt-get install -y nghttp2-client")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    queue, valkey_db, key = "bench-tasks", 2, secrets.token_urlsafe(24)
-    _reset(valkey_db, queue)
-    env = {
-        "TASKLANE_PROFILE": "local",
-        "TASKS_QUEUE": queue,
-        "VALKEY_URL": f"valkey://127.0.0.1:6379/{valkey_db}",
-        "TASKS_MAX_BACKLOG": str(10**9),
-        "BACKLOG_SCHEDULE": "*/5 * * * * *",
-        **dict(kv.split("=", 1) for kv in args.env),
-    }
-    host = _start_host(args.port, key, env)
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        single = _run_phase(
-            Phase("single", args.single, args.single, args.concurrency),
-            base,
-            key,
-            {"type": "echo", "payload": {"message": "hello"}},
-            0,
-            host.pid,
-        )
-        batch_payload = [{"type": "echo", "payload": {"message": i}} for i in range(args.batch_size)]
-        batches = _run_phase(
-            Phase("batch", args.batches, args.batches * args.batch_size, args.batch_concurrency),
-            base,
-            key,
-            batch_payload,
-            single.succeeded,
-            host.pid,
-        )
-        rss = _peak_rss_mb(host.pid)
-    finally:
-        host.send_signal(signal.SIGTERM)
-        try:
-            host.wait(30)
-        except subprocess.TimeoutExpired:
-            host.kill()
-    report = {
+    queue, key = "bench-tasks", secrets.token_urlsafe(24)
+    _drop_queue(queue)
+    with own_valkey() as valkey_url:
+        env = {
+            "TASKLANE_PROFILE": "local",
+            "TASKS_QUEUE": queue,
+            "VALKEY_URL": valkey_url,
+            "TASKS_MAX_BACKLOG": str(10**9),
+            "BACKLOG_SCHEDULE": "*/5 * * * * *",
+            **dict(kv.split("=", 1) for kv in args.env),
+        }
+        phases, rss = _measure(args, key, env)
+    return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "env": {k: v for k, v in env.items() if "KEY" not in k},
-        "phases": [asdict(single), asdict(batches)],
+        "phases": [asdict(phase) for phase in phases],
         "peak_rss_mb": rss,
         "cold_start_ms": cold_start(),
     }
-    return report
+
+
+def _measure(args: argparse.Namespace, key: str, env: dict[str, str]) -> tuple[list[Phase], float]:
+    """Start the host, run both phases, and stop it whatever happens (a stall, Ctrl-C, an error)."""
+    base = f"http://127.0.0.1:{args.port}"
+    host = start_host(args.port, key, env)
+    try:
+        wait_healthy(host, args.port)
+        print(f"host up on {base}; single-task phase: {args.single:,} POSTs", flush=True)
+        try:
+            single = _run_phase(
+                Phase("single", args.single, args.single, args.concurrency),
+                base,
+                key,
+                {"type": "echo", "payload": {"message": "hello"}},
+                0,
+                host.pid,
+                args.stall,
+            )
+            print(f"batch phase: {args.batches:,} POSTs of {args.batch_size}", flush=True)
+            batches = _run_phase(
+                Phase("batch", args.batches, args.batches * args.batch_size, args.batch_concurrency),
+                base,
+                key,
+                [{"type": "echo", "payload": {"message": i}} for i in range(args.batch_size)],
+                single.succeeded,
+                host.pid,
+                args.stall,
+            )
+        except StalledError as exc:
+            where = "\n  ".join(whereabouts(base, key))
+            raise SystemExit(
+                f"error: gave up: {exc}\n  {where}\n  host log: {RESULTS / 'host.log'}"
+            ) from None
+        return [single, batches], _peak_rss_mb(host.pid)
+    finally:
+        stop_host(host)
 
 
 #: The targets for a 2-core machine: (figure, how to read it from the report, bound, at least?).
@@ -345,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=7181)
+    parser.add_argument(
+        "--stall", type=float, default=30.0, help="give up after this many seconds without progress (30)"
+    )
     parser.add_argument(
         "--env",
         action="append",
