@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class RunningHost:
     key: str
     environ: dict[str, str]
     output: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def queue(self) -> str:
@@ -50,12 +52,23 @@ class RunningHost:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        self.output.append(out or "")
+            self.process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
         return self.process.returncode
+
+    def read_output(self) -> None:
+        """Read the host's output as it comes, so that a host that logs much never blocks on its pipe."""
+        self._reader = threading.Thread(target=self._drain, name="host-output", daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
 
 
 #: (method, path, status) of every answer a test host gave through :meth:`RunningHost.client`; the
@@ -112,6 +125,7 @@ def start_host(
         text=True,
     )
     host = RunningHost(process, f"http://127.0.0.1:{port}", key, environ)
+    host.read_output()
     if wait:
         _wait_healthy(host)
     return host
