@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps services run test check bench clean-services
+.PHONY: help venv deps services browser run test check bench clean-services
 
 help:
 	@echo "make run | test | check | services | clean-services | bench | deps"
@@ -33,11 +33,15 @@ $(DEPS): pyproject.toml
 services: $(DEPS)
 	$(PY) -m local services up
 
+# Debian's Chromium for the dashboard's browser test, installed (as root) when missing.
+browser: $(DEPS)
+	$(PY) -m local.services.browser
+
 run: $(DEPS)
 	@test -f local.settings.json || cp local.settings.emulator.json local.settings.json
 	$(PY) -m local start $(if $(PORT),--port $(PORT))
 
-test: $(DEPS) services
+test: $(DEPS) services browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(DEPS)
