@@ -123,6 +123,8 @@ def test_the_dashboard_shows_and_acts_on_the_pipeline(host: RunningHost, browser
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: problems.append(f"unexpected {d.type}: {d.message}"))
+    host_requests: list[str] = []
+    page.on("request", lambda r: host_requests.append(f"{r.method} {r.url}"))
     expect = _expect()
 
     def shot(name: str) -> None:
@@ -191,6 +193,11 @@ def test_the_dashboard_shows_and_acts_on_the_pipeline(host: RunningHost, browser
     dead_row = page.locator(f'#dead-rows tr[data-id="{failed_id}"]')
     expect(dead_row).to_contain_text("PermanentError")
     shot("dead-letters")
+    # (purging asks first, and "Cancel" purges nothing)
+    page.get_by_role("button", name="Purge").click()
+    expect(page.locator("#confirm")).to_contain_text("cannot be undone")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#confirm")).to_be_hidden()
     before = tasks[failed_id]["finished_at"]
     with page.expect_response(lambda r: r.url.endswith(f"/api/tasks/{failed_id}/retry")) as retried:
         dead_row.get_by_role("button", name="Retry").click()
@@ -209,6 +216,7 @@ def test_the_dashboard_shows_and_acts_on_the_pipeline(host: RunningHost, browser
     expect(page.locator("#total-dead_lettered")).to_have_text("2")
     expect(page.locator("#kpi-dead")).to_have_text("1", timeout=8000)
     context.close()
+    assert not [r for r in host_requests if r.startswith("DELETE ")], "a purge was sent without confirmation"
 
     assert problems == []
     print("\nDashboard screenshots:\n" + "\n".join(f"  {path}" for path in shots))
