@@ -27,7 +27,7 @@ def _explain(row: Row, host: RunningHost) -> str:
     """The row, then what the host said about its broker connections (it is stopped for that)."""
     stop(host)
     lines = "".join(host.output).splitlines()
-    said = [line for line in lines if "triggers" in line or "einconnect" in line or "Lost the" in line]
+    said = [line for line in lines if any(name in line for name in ("triggers", "aio_pika", "aiormq"))]
     return "\n".join([str(row), "the host's trigger lines:", *said[-40:], "its last lines:", *lines[-15:]])
 
 
