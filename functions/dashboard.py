@@ -75,7 +75,7 @@ PAGE = assemble()
         "GET",
         "dashboard",
         "The operator's dashboard (an HTML page; open it once with ?code=<function key>)",
-        {200: Answer("The dashboard page, text/html")},
+        {200: Answer("The dashboard page", {"type": "string"}, media_type="text/html")},
     )
 )
 async def dashboard(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:

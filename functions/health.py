@@ -15,7 +15,7 @@ routes = Routes(bp)
         "GET",
         "health",
         "Liveness",
-        {200: Answer("Alive", {"type": "object"})},
+        {200: Answer("Alive", {"$ref": "#/components/schemas/Health"})},
         auth_level=func.AuthLevel.ANONYMOUS,
     )
 )

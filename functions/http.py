@@ -39,6 +39,8 @@ class Answer:
     schema: dict[str, Any] | None = None
     #: Headers it carries, e.g. ``Retry-After``.
     headers: tuple[str, ...] = ()
+    #: What its body is sent as; ``None`` for an answer without a body.
+    media_type: str | None = "application/json"
 
 
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
@@ -128,7 +130,7 @@ class Route:
         """Every status the route can answer, with 401 where a key is needed."""
         found = dict(self.answers)
         if self.auth_level != func.AuthLevel.ANONYMOUS:
-            found.setdefault(401, Answer("Missing or wrong function key"))
+            found.setdefault(401, Answer("Missing or wrong function key", media_type=None))
         return dict(sorted(found.items()))
 
 

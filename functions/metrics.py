@@ -34,7 +34,11 @@ _COUNTERS = {
         "GET",
         "metrics",
         "The pipeline's figures in the Prometheus text format",
-        {200: Answer("Prometheus text exposition 0.0.4")},
+        {
+            200: Answer(
+                "Prometheus text exposition 0.0.4", {"type": "string"}, media_type="text/plain; version=0.0.4"
+            )
+        },
     ),
     raises=(StoreError,),
 )

@@ -4,8 +4,10 @@ Every route declares each response it can give (:class:`functions.http.Route`); 
 lays them out, so the document cannot drift from what the routes answer.
 """
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -15,6 +17,13 @@ from shared.pipeline.submission import MAX_TASKS_PER_SUBMISSION
 
 if TYPE_CHECKING:
     from functions.http import Answer, Route
+
+#: A host name or address with an optional port: what an ``X-Forwarded-Host`` may name.
+_HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+_MAYBE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_COUNT = {"type": "integer", "minimum": 0}
+_UNIX_TIME = {"type": "number", "description": "Unix time, in seconds"}
 
 #: The request body of ``POST /api/tasks``: one task, or an array of them.
 SUBMISSION: dict[str, Any] = {
@@ -37,8 +46,30 @@ SUBMISSION: dict[str, Any] = {
 }
 
 
-def document(registry: Registry, routes: Sequence["Route"]) -> dict[str, Any]:
-    """The document for ``routes`` and the task types of ``registry``."""
+def server_url(url: str, headers: Mapping[str, str]) -> str:
+    """The API's absolute base URL as the client reached it, from the URL of a request to one of its
+    routes (``https://host/api/openapi.json`` → ``https://host/api``).
+
+    Behind a front end (Azure's, a reverse proxy) the request carries the client's scheme and host in
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Host``; those win when they are well formed, so a client
+    generated from the document calls the address it was given, not the one the front end forwarded to.
+    """
+    parts = urlsplit(url)
+    proto = _first(headers.get("x-forwarded-proto")).lower()
+    host = _first(headers.get("x-forwarded-host"))
+    scheme = proto if proto in ("http", "https") else parts.scheme
+    netloc = host if _HOST.fullmatch(host) else parts.netloc
+    return f"{scheme}://{netloc}{parts.path.rpartition('/')[0]}"
+
+
+def _first(value: str | None) -> str:
+    """The first of a header's comma-separated values: the one the outermost front end set."""
+    return (value or "").split(",")[0].strip()
+
+
+def document(registry: Registry, routes: Sequence["Route"], server: str = "/api") -> dict[str, Any]:
+    """The document for ``routes`` and the task types of ``registry``, served from ``server`` (the
+    absolute URL from :func:`server_url` when served; relative by default)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation: dict[str, Any] = {
@@ -60,7 +91,7 @@ def document(registry: Registry, routes: Sequence["Route"]) -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Submit tasks, follow their status, read the pipeline's figures.",
         },
-        "servers": [{"url": "/api"}],
+        "servers": [{"url": server}],
         "security": [{"functionKey": []}],
         "paths": paths,
         "components": {
@@ -72,8 +103,8 @@ def document(registry: Registry, routes: Sequence["Route"]) -> dict[str, Any]:
 
 def _response(answer: "Answer") -> dict[str, Any]:
     found: dict[str, Any] = {"description": answer.description}
-    if answer.schema is not None:
-        found["content"] = {"application/json": {"schema": answer.schema}}
+    if answer.media_type is not None:  # no content: the answer has no body
+        found["content"] = {answer.media_type: {} if answer.schema is None else {"schema": answer.schema}}
     if answer.headers:
         found["headers"] = {name: {"schema": {"type": "string"}} for name in answer.headers}
     return found
@@ -108,7 +139,7 @@ def _schemas(registry: Registry) -> dict[str, Any]:
                 "status": {
                     "enum": [TaskStatus.QUEUED.value, TaskStatus.SCHEDULED.value, TaskStatus.CANCELLED.value]
                 },
-                "due_at": {"type": "string", "format": "date-time"},
+                "due_at": _TIMESTAMP,
             },
             "required": ["id", "status"],
         },
@@ -119,14 +150,17 @@ def _schemas(registry: Registry) -> dict[str, Any]:
                 "type": {"type": "string"},
                 "status": {"enum": [s.value for s in TaskStatus]},
                 "attempts": {"type": "integer"},
-                "submitted_at": {"type": ["string", "null"]},
-                "started_at": {"type": ["string", "null"]},
-                "finished_at": {"type": ["string", "null"]},
+                "submitted_at": _MAYBE_TIMESTAMP,
+                "started_at": _MAYBE_TIMESTAMP,
+                "finished_at": _MAYBE_TIMESTAMP,
+                "payload": {"description": "What the task was submitted with (not in a listing)"},
                 "result": {},
                 "error": {"type": "string"},
+                "reason": {"type": "string", "description": "Why it was dead-lettered"},
                 "traceback": {"type": "string", "description": "The handler's traceback, bounded"},
-                "retry_at": {"type": "string", "description": "When the next attempt runs (failed)"},
-                "due_at": {"type": "string", "description": "When a delayed task runs (scheduled)"},
+                "trace_id": {"type": "string"},
+                "retry_at": _TIMESTAMP | {"description": "When the next attempt runs (failed)"},
+                "due_at": _TIMESTAMP | {"description": "When a delayed task runs (scheduled)"},
             },
             "required": ["id", "status", "attempts"],
         },
@@ -148,9 +182,103 @@ def _schemas(registry: Registry) -> dict[str, Any]:
             "properties": {"redriven": {"type": "integer"}, "type": {"type": ["string", "null"]}},
             "required": ["redriven"],
         },
+        **_FIGURES,
         "Error": {
             "type": "object",
             "properties": {"error": {"type": "string"}, "dependency": {"enum": ["valkey", "broker"]}},
             "required": ["error"],
         },
     }
+
+
+def _object(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """An object schema whose properties are all required but ``optional``."""
+    required = [name for name in properties if name not in optional]
+    return {"type": "object", "properties": properties, "required": required}
+
+
+#: ``/api/stats`` (:func:`shared.store.stats.snapshot`), ``/api/ready`` and ``/api/health``.
+_FIGURES: dict[str, Any] = {
+    "Backlog": _object(
+        {
+            "queue": {"type": "string"},
+            "active": _COUNT,
+            "dead_lettered": _COUNT,
+            "scheduled": {"type": ["integer", "null"], "description": "Null where the broker cannot tell"},
+            "taken_at": _UNIX_TIME,
+            "age_seconds": {"type": "number", "description": "How old this snapshot is"},
+        }
+    ),
+    "Percentiles": _object(
+        {name: {"type": ["number", "null"], "minimum": 0} for name in ("p50", "p90", "p95", "p99")}
+    )
+    | {"description": "Seconds; null before anything was measured"},
+    "Stats": _object(
+        {
+            "backlog": {
+                "oneOf": [{"$ref": "#/components/schemas/Backlog"}, {"type": "null"}],
+                "description": "The last snapshot the backlog timer took; null before the first",
+            },
+            "totals": _object(
+                {
+                    name: _COUNT
+                    for name in (
+                        "accepted",
+                        "processed",
+                        "failed",
+                        "dead_lettered",
+                        "undecodable",
+                        "redriven",
+                    )
+                }
+            ),
+            "per_type": {
+                "type": "object",
+                "description": "Task type → its counts",
+                "additionalProperties": _object(
+                    {name: _COUNT for name in ("accepted", "processed", "failed", "dead_lettered")},
+                    "dead_lettered",
+                ),
+            },
+            "throughput": _object(
+                {
+                    "window_seconds": _COUNT,
+                    "processed": _COUNT,
+                    "per_second": {"type": "number", "minimum": 0},
+                    "accepted": _COUNT,
+                    "accepted_per_second": {"type": "number", "minimum": 0},
+                },
+                "accepted",
+                "accepted_per_second",
+            )
+            | {"description": "Over the last window_seconds"},
+            "latency_seconds": _object(
+                {
+                    "queue_wait": {"$ref": "#/components/schemas/Percentiles"},
+                    "processing": {"$ref": "#/components/schemas/Percentiles"},
+                }
+            ),
+            "cache": _object(
+                {
+                    "hits": _COUNT,
+                    "misses": _COUNT,
+                    "keys": _COUNT | {"description": "Live result-cache keys"},
+                    "hit_ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                }
+            ),
+            "taken_at": _UNIX_TIME,
+        }
+    ),
+    "Readiness": _object(
+        {
+            "ready": {"type": "boolean"},
+            "checks": _object({"valkey": {"type": "boolean"}, "broker": {"type": "boolean"}}),
+        }
+    ),
+    "Health": _object({"status": {"const": "ok"}}),
+    "Document": {
+        "type": "object",
+        "description": "An OpenAPI 3.1 document",
+        "required": ["openapi", "info", "paths"],
+    },
+}

@@ -303,7 +303,7 @@ async def redrive_dead_letters(req: func.HttpRequest, scope: RequestScope) -> fu
         "GET",
         "stats",
         "Backlog, totals, throughput, latency percentiles and cache figures",
-        {200: Answer("Pipeline figures", {"type": "object"})},
+        {200: Answer("Pipeline figures", {"$ref": "#/components/schemas/Stats"})},
     ),
     raises=(StoreError,),
 )
@@ -318,8 +318,10 @@ async def get_stats(req: func.HttpRequest, scope: RequestScope) -> func.HttpResp
         "ready",
         "Whether Valkey and the broker answer",
         {
-            200: Answer("Valkey and broker reachable", {"type": "object"}),
-            503: Answer("Not ready: the checks name what does not answer", {"type": "object"}),
+            200: Answer("Valkey and broker reachable", {"$ref": "#/components/schemas/Readiness"}),
+            503: Answer(
+                "Not ready: the checks name what does not answer", {"$ref": "#/components/schemas/Readiness"}
+            ),
         },
     )
 )
@@ -336,8 +338,10 @@ async def ready(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse
         "GET",
         "openapi.json",
         "This document",
-        {200: Answer("This document", {"type": "object"})},
+        {200: Answer("This document", {"$ref": "#/components/schemas/Document"})},
     )
 )
 async def openapi_document(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
-    return json_response(openapi.document(pipeline().registry, DECLARED))
+    return json_response(
+        openapi.document(pipeline().registry, DECLARED, openapi.server_url(req.url, req.headers))
+    )
