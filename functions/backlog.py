@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%BACKLOG_SCHEDULE%", run_on_startup=True, use_monitor=False)
 async def backlog_snapshot(timer: func.TimerRequest) -> None:
     backlog = await pipeline().snapshot_backlog()
+    if backlog is None:  # the broker or Valkey is unreachable; the pipeline said so once
+        return
     log.info(
         "Backlog of %s: %d active, %d dead-lettered", backlog.queue, backlog.active, backlog.dead_lettered
     )

@@ -241,10 +241,18 @@ async def cancel_task(req: func.HttpRequest, scope: RequestScope) -> func.HttpRe
 )
 async def list_dead_letters(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
     _, task_type, limit, cursor = _listing_query({**req.params, "status": TaskStatus.DEAD_LETTERED})
-    found = await pipeline().store.tasks(
-        status=TaskStatus.DEAD_LETTERED, task_type=task_type, limit=limit, cursor=cursor
+    store = pipeline().store
+    dead = TaskStatus.DEAD_LETTERED
+    found = await store.tasks(status=dead, task_type=task_type, limit=limit, cursor=cursor)
+    # Messages that were not tasks have no task to list: the last ones come along, on the first page.
+    undecodable = await store.undecodable() if cursor is None and task_type is None else []
+    return json_response(
+        {
+            "tasks": [task_summary(i, f) for i, f in found.tasks],
+            "cursor": found.cursor,
+            "undecodable": undecodable,
+        }
     )
-    return json_response({"tasks": [task_summary(i, f) for i, f in found.tasks], "cursor": found.cursor})
 
 
 @routes.add(

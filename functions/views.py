@@ -23,6 +23,12 @@ def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "started_at": _time(fields.get("started_at")),
         "finished_at": _time(fields.get("finished_at")),
     }
+    if "payload" in fields:
+        view["payload"] = msgspec.json.decode(fields["payload"])
+    if fields.get("trace_id"):
+        view["trace_id"] = fields["trace_id"]
+    if fields.get("reason"):
+        view["reason"] = fields["reason"]
     if "result" in fields and view["status"] == TaskStatus.SUCCEEDED:
         view["result"] = msgspec.json.decode(fields["result"])
     if "error" in fields:
@@ -41,6 +47,7 @@ def task_summary(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
     view = task_view(task_id, fields)
     view.pop("result", None)
     view.pop("traceback", None)
+    view.pop("payload", None)
     if "error" in view:
         view["error"] = view["error"].splitlines()[0][:300] if view["error"] else ""
     return view

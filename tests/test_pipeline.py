@@ -246,7 +246,7 @@ async def test_failing_task_is_retried_then_dead_lettered_after_its_attempts(
     # And the last went to the dead-letter queue with its reason
     (dead,) = broker.dead_letters
     assert dead.id == task_id
-    assert dead.headers[DEAD_LETTER_REASON] == "TaskFailed"
+    assert dead.headers[DEAD_LETTER_REASON] == "MaxAttemptsExceeded"
     assert "boom" in dead.headers[DEAD_LETTER_DESCRIPTION]
     final = await store.task(task_id)
     assert final is not None

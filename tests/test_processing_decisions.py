@@ -111,7 +111,7 @@ async def test_a_permanent_error_is_dead_lettered_on_the_first_attempt(
     assert broker.messages == []
     (dead,) = broker.dead_letters
     assert dead.id == "t-perm"
-    assert dead.headers[DEAD_LETTER_REASON] == "TaskFailed"
+    assert dead.headers[DEAD_LETTER_REASON] == "PermanentError"
     assert "PermanentError: cannot ever work" in dead.headers[DEAD_LETTER_DESCRIPTION]
     status = await store.task("t-perm")
     assert status is not None
@@ -146,7 +146,7 @@ async def test_a_failing_task_is_retried_while_it_has_attempts_then_dead_lettere
     assert runs["flaky"] == ATTEMPTS
     assert broker.messages == []
     (dead,) = broker.dead_letters
-    assert (dead.id, dead.headers[DEAD_LETTER_REASON]) == ("t-flaky", "TaskFailed")
+    assert (dead.id, dead.headers[DEAD_LETTER_REASON]) == ("t-flaky", "MaxAttemptsExceeded")
     status = await store.task("t-flaky")
     assert status is not None
     assert (status["status"], status["attempts"]) == ("dead-lettered", str(ATTEMPTS))

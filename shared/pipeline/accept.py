@@ -123,7 +123,7 @@ class Accepter:
         self, envelopes: list[TaskEnvelope], ids: list[str], is_batch: bool
     ) -> Accepted:
         with self._hooks.store_call("record_accepted", ids):
-            await self._store.record_accepted(envelopes)
+            await self._store.record_accepted(envelopes, self._hooks.trace_id())
         messages = [OutgoingMessage(e.id, e.encode(), scheduled_at=_when(e)) for e in envelopes]
         try:
             with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:

@@ -77,6 +77,10 @@ class Hooks:
     def accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
         """Tasks were accepted (recorded and sent)."""
 
+    def trace_id(self) -> str:
+        """The current trace's id (32 hex digits), kept with the tasks a request accepts; '' untraced."""
+        return ""
+
     def recorded(self, outcomes: Sequence[Outcome]) -> None:
         """Attempts' outcomes were recorded."""
 

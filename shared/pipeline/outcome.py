@@ -48,6 +48,8 @@ class Outcome:
     traceback: str | None = None
     #: When the next attempt may run (epoch s), when there is one.
     retry_at: float | None = None
+    #: Why it is dead-lettered (``DeadLetterReason``), when it is.
+    reason: str | None = None
 
     @property
     def status(self) -> TaskStatus:

@@ -239,7 +239,9 @@ class Processor:
         if task_type is None:
             log.error("Task %s has unknown type %s: dead-lettered", envelope.id, envelope.type)
             error = f"unknown task type '{envelope.type}'"
-            return Outcome(envelope, started, error=error, final=True, attempt=attempt.attempts)
+            return Outcome(
+                envelope, started, error=error, final=True, attempt=attempt.attempts, reason="UnknownTaskType"
+            )
         if attempt.cached is not None:
             return Outcome(
                 envelope,
@@ -301,6 +303,7 @@ class Processor:
             attempt=attempt.attempts,
             traceback=trace,
             retry_at=retry_at,
+            reason=("PermanentError" if permanent else "MaxAttemptsExceeded") if final else None,
         )
 
     async def _settle(self, outcomes: Sequence[Outcome]) -> list[tuple[Verdict, str]]:
@@ -392,7 +395,10 @@ def _dead_letter_message(outcome: Outcome) -> OutgoingMessage:
     return OutgoingMessage(
         envelope.id,
         envelope.encode(),
-        {DEAD_LETTER_REASON: "TaskFailed", DEAD_LETTER_DESCRIPTION: (outcome.error or "")[:1000]},
+        {
+            DEAD_LETTER_REASON: outcome.reason or "TaskFailed",
+            DEAD_LETTER_DESCRIPTION: (outcome.error or "")[:1000],
+        },
     )
 
 

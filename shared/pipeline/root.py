@@ -14,8 +14,10 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from shared.brokers.base import Backlog, Broker
+from shared.errors import BrokerError, StoreError
 from shared.pipeline.accept import Accepter
 from shared.pipeline.hooks import Hooks
+from shared.pipeline.patience import Outage
 from shared.pipeline.process import Processor
 from shared.pipeline.redrive import Redriver
 from shared.pipeline.registry import Registry
@@ -41,6 +43,7 @@ class Pipeline:
         )
         self.processor = Processor(self.store, self.broker, self.registry, self.hooks)
         self.redriver = Redriver(self.store, self.broker, self.hooks)
+        self._backlog_outage = Outage("The backlog snapshot")
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, hooks: Hooks | None = None) -> Pipeline:
@@ -65,10 +68,19 @@ class Pipeline:
         )
         return {"valkey": valkey_ok, "broker": broker_ok}
 
-    async def snapshot_backlog(self) -> Backlog:
-        """Read the backlog from the broker, keep it in Valkey (stats, backpressure), and report it."""
-        backlog = await self.broker.backlog()
-        await self.store.save_backlog(backlog)
+    async def snapshot_backlog(self) -> Backlog | None:
+        """Read the backlog from the broker, keep it in Valkey (stats, backpressure), and report it.
+
+        None while the broker or Valkey is unreachable: the snapshot is skipped (one WARNING when the
+        outage starts and one when it ends, not a traceback every time the timer fires).
+        """
+        try:
+            backlog = await self.broker.backlog()
+            await self.store.save_backlog(backlog)
+        except (BrokerError, StoreError) as exc:
+            self._backlog_outage.failed(exc)
+            return None
+        self._backlog_outage.recovered()
         self.hooks.backlog(backlog)
         return backlog
 

@@ -38,20 +38,23 @@ return {status or 'unknown', attempts, cached}
 """
 )
 
-# KEYS: counters, then one task hash per task; ARGV: ttl, then type, submitted_at and when it is due
-# ('' for at once) per task.
+# KEYS: counters, then one task hash per task; ARGV: ttl, the submission's trace id ('' untraced),
+# its time, then per task its type, when it is due ('' for at once) and its payload (JSON).
 _ACCEPT = (
     _INDEX
     + """
 local per_type = {}
+local submitted = ARGV[3]
 for i = 2, #KEYS do
-  local task_type = ARGV[3 * i - 4]
-  local submitted = ARGV[3 * i - 3]
+  local at = 3 * i - 2
+  local task_type = ARGV[at]
   local status = 'queued'
-  redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', submitted)
-  if ARGV[3 * i - 2] ~= '' then
+  redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', submitted,
+             'payload', ARGV[at + 2])
+  if ARGV[2] ~= '' then redis.call('HSET', KEYS[i], 'trace_id', ARGV[2]) end
+  if ARGV[at + 1] ~= '' then
     status = 'scheduled'
-    redis.call('HSET', KEYS[i], 'due_at', ARGV[3 * i - 2])
+    redis.call('HSET', KEYS[i], 'due_at', ARGV[at + 1])
   end
   redis.call('HSET', KEYS[i], 'status', status)
   redis.call('EXPIRE', KEYS[i], ARGV[1])
@@ -62,7 +65,7 @@ for i = 2, #KEYS do
   per_type[task_type] = (per_type[task_type] or 0) + 1
 end
 -- The indexes keep what the tasks' hashes keep: entries past the status TTL go.
-local oldest = tonumber(ARGV[3]) - tonumber(ARGV[1])  -- the submission's time, less the TTL
+local oldest = tonumber(submitted) - tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', 'tl:idx:all', '-inf', oldest)
 for task_type, _ in pairs(per_type) do
   redis.call('ZREMRANGEBYSCORE', 'tl:idx:t:' .. task_type, '-inf', oldest)
@@ -71,6 +74,9 @@ redis.call('HINCRBY', KEYS[1], 'accepted', #KEYS - 1)
 for task_type, count in pairs(per_type) do
   redis.call('HINCRBY', KEYS[1], 'accepted:' .. task_type, count)
 end
+local this_second = 'tl:ta:' .. math.floor(tonumber(submitted))
+redis.call('INCRBY', this_second, #KEYS - 1)
+redis.call('EXPIRE', this_second, 120)
 return #KEYS - 1
 """
 )
@@ -106,7 +112,8 @@ return 1
 )
 
 # KEYS: task, counters; ARGV: now, ttl, type, error, final ('1' when attempts are used up), the
-# handler's traceback, when the next attempt is due ('' when none), the task's envelope (to redrive it).
+# handler's traceback, when the next attempt is due ('' when none), the task's envelope (to redrive it),
+# and why it is dead-lettered (DeadLetterReason) when final.
 _FAIL = (
     _INDEX
     + """
@@ -121,7 +128,11 @@ else redis.call('HSET', KEYS[1], 'retry_at', ARGV[7]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'failed', 1)
 redis.call('HINCRBY', KEYS[2], 'failed:' .. ARGV[3], 1)
-if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1) end
+if ARGV[5] == '1' then
+  redis.call('HINCRBY', KEYS[2], 'dead_lettered', 1)
+  redis.call('HINCRBY', KEYS[2], 'dead_lettered:' .. ARGV[3], 1)
+  redis.call('HSET', KEYS[1], 'reason', ARGV[9])
+end
 return 1
 """
 )

@@ -59,10 +59,22 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     # Expired cache entries leave the index here, so it only ever counts live keys.
     pipe.zremrangebyscore(CACHE_INDEX, "-inf", now)
     pipe.zcard(CACHE_INDEX)
-    pipe.mget([f"{P}tp:{s}" for s in range(second - THROUGHPUT_WINDOW + 1, second + 1)])
-    counters_raw, wait_raw, duration_raw, backlog_raw, _, cached_keys, per_second = await pipe.execute()
+    window = range(second - THROUGHPUT_WINDOW + 1, second + 1)
+    pipe.mget([f"{P}tp:{s}" for s in window])
+    pipe.mget([f"{P}ta:{s}" for s in window])
+    (
+        counters_raw,
+        wait_raw,
+        duration_raw,
+        backlog_raw,
+        _,
+        cached_keys,
+        per_second,
+        accepted,
+    ) = await pipe.execute()
     counters = {k.decode(): int(v) for k, v in counters_raw.items()}
     processed_last_minute = sum(int(v) for v in per_second if v)
+    accepted_last_minute = sum(int(v) for v in accepted if v)
     backlog = json.loads(backlog_raw) if backlog_raw else None
     if backlog is not None:
         backlog["age_seconds"] = round(now - backlog["taken_at"], 3)
@@ -78,6 +90,8 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
             "window_seconds": THROUGHPUT_WINDOW,
             "processed": processed_last_minute,
             "per_second": round(processed_last_minute / THROUGHPUT_WINDOW, 2),
+            "accepted": accepted_last_minute,
+            "accepted_per_second": round(accepted_last_minute / THROUGHPUT_WINDOW, 2),
         },
         "latency_seconds": {"queue_wait": _quantiles(wait_raw), "processing": _quantiles(duration_raw)},
         "cache": {
@@ -90,12 +104,15 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     }
 
 
+_PER_TYPE = ("accepted", "processed", "failed", "dead_lettered")
+
+
 def _per_type(counters: dict[str, int]) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     for name, value in counters.items():
         kind, _, task_type = name.partition(":")
-        if task_type and kind in ("accepted", "processed", "failed"):
-            found.setdefault(task_type, {"accepted": 0, "processed": 0, "failed": 0})[kind] = value
+        if task_type and kind in _PER_TYPE:
+            found.setdefault(task_type, dict.fromkeys(_PER_TYPE, 0))[kind] = value
     return dict(sorted(found.items()))
 
 

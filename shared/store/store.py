@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import valkey.asyncio as valkey
 from valkey.exceptions import ValkeyError
 
@@ -32,6 +33,7 @@ from shared.store.stats import Figures
 log = logging.getLogger(__name__)
 
 _STATUSES = frozenset(TaskStatus)
+_PAYLOAD = msgspec.json.Encoder()
 
 
 class Store:
@@ -79,16 +81,16 @@ class Store:
         except (ValkeyError, OSError) as exc:
             raise StoreError(f"Valkey is not reachable: {exc}") from exc
 
-    async def record_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
+    async def record_accepted(self, envelopes: Sequence[TaskEnvelope], trace_id: str = "") -> None:
         """Mark each task queued (or scheduled, when delayed) and count it; one round trip for the whole
         submission.
 
         Written before the send, so a consumer quicker than this write cannot be overwritten by it;
         :meth:`forget_accepted` undoes it when the broker refuses the messages.
         """
-        args: list[Any] = [self._status_ttl]
+        args: list[Any] = [self._status_ttl, trace_id, envelopes[0].submitted_at]
         for e in envelopes:
-            args += [e.type, e.submitted_at, "" if e.not_before is None else e.not_before]
+            args += [e.type, "" if e.not_before is None else e.not_before, _PAYLOAD.encode(e.payload)]
         await self._send([ACCEPT.command([COUNTERS, *(task_key(e.id) for e in envelopes)], args)])
 
     async def forget_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
@@ -164,6 +166,7 @@ class Store:
             outcome.traceback or "",
             "" if outcome.retry_at is None else outcome.retry_at,
             envelope.encode(),
+            outcome.reason or "",
         ]
         return FAIL.command([task_key(envelope.id), COUNTERS], args)
 
@@ -213,6 +216,11 @@ class Store:
             )
         except (ValkeyError, OSError) as exc:
             raise StoreError(f"Valkey did not answer the task listing: {exc}") from exc
+
+    async def undecodable(self) -> list[dict[str, Any]]:
+        """The last 100 messages that were not tasks: their message id, reason and when (newest first)."""
+        raw = await self._run_one(self._client.lrange(DEAD_LETTERS, 0, 99))
+        return [json.loads(entry) for entry in raw]
 
     async def cancel(self, task_id: str) -> TaskStatus | None:
         """Cancel a queued or scheduled task; the status it was in (None when unknown). Any other status

@@ -45,7 +45,7 @@ def test_poison_messages_are_dead_lettered_once_with_their_reason(
     bad = {
         "garbage bytes": (aio_pika.Message(b"\x00\xff\xfe not json"), "Undecodable"),
         "wrong shape": (aio_pika.Message(b'{"hello": "world"}'), "Undecodable"),
-        "unknown type": (aio_pika.Message(unknown.encode(), message_id=unknown.id), "TaskFailed"),
+        "unknown type": (aio_pika.Message(unknown.encode(), message_id=unknown.id), "UnknownTaskType"),
         "1 MB body": (
             aio_pika.Message(b'{"id": "huge", "type": "echo", "payload": "' + b"x" * 1_000_000 + b'"}'),
             "Undecodable",
