@@ -108,6 +108,9 @@ def test_one_trace_from_post_to_done(host: RunningHost, receiver: OTLPReceiver) 
     # Then HTTP → send → process → handler is one trace, with the messaging attributes
     spans = _whole_trace(receiver, task_id)
     _assert_one_trace(spans, host.queue, task_id)
+    # And the task's status names its trace, to open it in SigNoz
+    with host.client() as http:
+        assert http.get(f"/api/tasks/{task_id}").json()["trace_id"] == spans["http"].trace_id
     resource = spans["http"].resource
     assert resource["service.name"] == "tasklane-test"
     assert {"service.version", "deployment.environment", "faas.name", "faas.instance"} <= set(resource)

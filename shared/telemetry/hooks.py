@@ -52,6 +52,10 @@ class TracingHooks(MetricsHooks):
         super().__init__(meter_provider)
         self._tracer = tracer
 
+    def trace_id(self) -> str:
+        context = trace.get_current_span().get_span_context()
+        return f"{context.trace_id:032x}" if context.is_valid else ""
+
     def request(
         self, route: str, method: str, trace_context: TraceContext | None
     ) -> AbstractContextManager[RequestScope]:
