@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aio_pika
 import pytest
@@ -73,6 +74,8 @@ class Harness:
     fresh_queue: bool
     #: How long the broker's counts may take to reflect a send.
     settle_seconds: float
+    #: Whether the server holds a scheduled message until its time (the Service Bus double does not).
+    holds_scheduled: bool = True
 
 
 @pytest.fixture(params=["stub", "rabbitmq", "servicebus", "servicebus-double"])
@@ -177,6 +180,27 @@ async def test_a_batch_of_250_all_arrive_with_their_bodies(harness: Harness) -> 
     received = await harness.read_back()
     assert len(received) == 250
     assert {r.id: r.body for r in received} == {m.id: m.body for m in sent}
+
+
+async def test_a_scheduled_message_arrives_at_its_time_not_before(harness: Harness) -> None:
+    if not harness.holds_scheduled:
+        pytest.skip(
+            "the Service Bus double does not hold scheduled messages; test_servicebus_broker checks the "
+            "scheduled enqueue time the SDK sends"
+        )
+    # Given a message scheduled two seconds ahead, and one for now
+    due = time.time() + 2
+    await harness.broker.send_batch(
+        [
+            OutgoingMessage("later", b"later", scheduled_at=datetime.fromtimestamp(due, UTC)),
+            OutgoingMessage("now", b"now"),
+        ]
+    )
+    # When the queue is read at once, Then only the one for now is there
+    assert [r.id for r in await harness.read_back()] == ["now"]
+    # And once its time has come, the scheduled one is there too
+    await asyncio.sleep(max(0.0, due - time.time()) + 0.5 + harness.settle_seconds)
+    assert [r.id for r in await harness.read_back()] == ["later"]
 
 
 async def test_headers_travel_with_the_message(harness: Harness) -> None:
@@ -285,11 +309,12 @@ def _failing_stub() -> Broker:
 
 
 async def _read_stub(stub: StubBroker) -> list[Received]:
-    received = []
-    while stub.messages:
-        taken = stub.take()
-        received.append(Received(taken.id, taken.body, dict(taken.headers)))
-    return received
+    """What a consumer gets now: the messages that are due (a scheduled one stays until its time)."""
+    now = time.time()
+    due = [m for m in stub.messages if m.scheduled_at is None or m.scheduled_at.timestamp() <= now]
+    for message in due:
+        stub.messages.remove(message)
+    return [Received(m.id, m.body, dict(m.headers)) for m in due]
 
 
 async def _read_stub_dead_letters(stub: StubBroker) -> list[Received]:
@@ -378,6 +403,7 @@ async def _servicebus(
             lambda: _read_servicebus(connection, broker.dead_letter_queue, wait),
             fresh_queue=not real,
             settle_seconds=30 if real else 0,
+            holds_scheduled=real,
         )
     finally:
         await broker.close()
