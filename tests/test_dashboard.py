@@ -185,6 +185,9 @@ def test_the_dashboard_shows_and_acts_on_the_pipeline(host: RunningHost, browser
     expect(detail.locator(".facts")).to_contain_text(failed_id)
     expect(detail.locator("pre.error")).to_contain_text("PermanentError")
     expect(detail.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
+    # with the payload it was submitted with, and why it was dead-lettered
+    expect(detail.locator("#detail-payload")).to_contain_text('"permanent": true')
+    expect(detail.locator(".facts")).to_contain_text("PermanentError")
     shot("detail")
     page.locator("#detail-close").click()
 

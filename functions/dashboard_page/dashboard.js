@@ -349,7 +349,7 @@
         el("td", { text: task.type || "—" }),
         el("td", { class: "num opt", text: count(task.attempts) }),
         el("td", { class: "opt" }, when(task.finished_at)),
-        el("td", { class: "error-line", title: task.error || "", text: task.error || "—" }),
+        el("td", { class: "error-line", title: task.error || "", text: `${task.reason ? `${task.reason}: ` : ""}${task.error || "—"}` }),
         el("td", {}, el("button", {
           type: "button", class: "plain small retry", text: "Retry", "aria-label": `Retry task ${task.id}`,
           onclick: (event) => { event.stopPropagation(); retry(task.id, event.currentTarget); },
@@ -441,7 +441,10 @@
     ];
     if (task.retry_at) facts.push(fact("Next attempt", exact(task.retry_at)));
     if (task.due_at) facts.push(fact("Due", exact(task.due_at)));
+    if (task.reason) facts.push(fact("Dead-letter reason", task.reason));
+    if (task.trace_id) facts.push(fact("Trace id", el("span", { class: "mono", id: "detail-trace", text: task.trace_id }), true));
     const body = [el("dl", { class: "facts" }, ...facts)];
+    if ("payload" in task) body.push(el("h3", { text: "Payload" }), el("pre", { class: "payload", id: "detail-payload", text: JSON.stringify(task.payload, null, 2) }));
     if ("result" in task) body.push(el("h3", { text: "Result" }), el("pre", { class: "result", text: JSON.stringify(task.result, null, 2) }));
     if (task.error !== undefined) body.push(el("h3", { text: "Error" }), el("pre", { class: "error", text: task.error || "(no message)" }));
     if (task.traceback) body.push(el("details", { open: true }, el("summary", { text: "Traceback" }), el("pre", { class: "traceback", text: task.traceback })));
