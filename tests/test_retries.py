@@ -143,8 +143,9 @@ async def test_valkey_down_is_no_attempt_the_deliveries_are_put_off(
     started = time.monotonic()
     decisions = await processor.process(deliveries)
 
-    # Then it held them for its patience, ran nothing, and put each off through the broker
-    assert time.monotonic() - started >= 0.3
+    # Then it tried Valkey again before giving up (the first wait is at least 0.1 s), ran nothing, and
+    # put each off through the broker
+    assert time.monotonic() - started >= 0.1
     assert [d.verdict for d in decisions] == [Verdict.DEFERRED] * 3
     assert runs["ok"] == 0
     assert sorted(TaskEnvelope.decode(m.body).id for m in broker.messages) == [
