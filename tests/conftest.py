@@ -7,16 +7,19 @@ never pass silently.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from shared.platform.rabbitmq_topology import delete_queue_topology
 from shared.store.store import Store
+from tests.hosting import RunningHost, start_host
 from tests.private_valkey import private_valkey_url
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -136,3 +139,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if undocumented and exitstatus == 0:
         print("\n".join(["", "Undocumented answers:", *undocumented]))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[RunningHost]:
+    """A host of this app for a module's tests: its own queue and Valkey database, stopped and its
+    queues deleted afterwards. A module that needs other settings defines its own ``host``."""
+    require_service("rabbitmq")
+    require_service("valkey")
+    running = start_host()
+    yield running
+    running.stop()
+    asyncio.run(delete_queue_topology(RABBITMQ_URL, running.queue))

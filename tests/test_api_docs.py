@@ -8,7 +8,6 @@ responses fails here. A screenshot of the page goes to ``test-output/docs/``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,22 +18,12 @@ import function_app  # noqa: F401  (declares the routes)
 from functions import openapi
 from functions.http import DECLARED
 from shared import tasks
-from tests.conftest import require_service
-from tests.hosting import ROOT, RunningHost, start_host
+from tests.hosting import ROOT, RunningHost
 from tests.test_dashboard import _expect, browser  # noqa: F401  (the browser fixture)
 
 SCREENSHOTS = ROOT / "test-output" / "docs"
 TIMESTAMPS = ("submitted_at", "started_at", "finished_at", "retry_at", "due_at")
 DOCUMENT = openapi.document(tasks.registry, DECLARED)
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[RunningHost]:
-    require_service("rabbitmq")
-    require_service("valkey")
-    running = start_host()
-    yield running
-    running.stop()
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

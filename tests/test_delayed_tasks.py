@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,10 +10,8 @@ import pytest
 from shared.errors import ValidationError
 from shared.pipeline.registry import MAX_DELAY_SECONDS
 from shared.pipeline.submission import parse_submission
-from shared.platform.rabbitmq_topology import delete_queue_topology
 from shared.tasks import registry
-from tests.conftest import RABBITMQ_URL, require_service
-from tests.hosting import RunningHost, start_host
+from tests.hosting import RunningHost
 from tests.waiting import eventually
 
 NOW = 1_800_000_000.0
@@ -62,16 +58,6 @@ def test_a_bad_delay_is_a_400_naming_the_field(item: dict[str, object], field: s
     (error,) = raised.value.errors
     assert error.field == field
     assert words in error.message
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[RunningHost]:
-    require_service("rabbitmq")
-    require_service("valkey")
-    running = start_host()
-    yield running
-    running.stop()
-    asyncio.run(delete_queue_topology(RABBITMQ_URL, running.queue))
 
 
 def test_a_delayed_task_is_scheduled_until_due_then_runs(host: RunningHost) -> None:

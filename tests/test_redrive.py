@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 
 import aio_pika
 import msgspec
-import pytest
 
 from shared.brokers.stub import StubBroker
 from shared.pipeline.delivery import Delivery, Verdict
@@ -20,23 +18,13 @@ from shared.pipeline.hooks import Hooks
 from shared.pipeline.process import Processor
 from shared.pipeline.redrive import Redriver
 from shared.pipeline.registry import PermanentError, Registry
-from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
+from shared.platform.rabbitmq_topology import QueueTopology
 from shared.store.store import Store
-from tests.conftest import RABBITMQ_URL, require_service
-from tests.hosting import RunningHost, start_host
+from tests.conftest import RABBITMQ_URL
+from tests.hosting import RunningHost
 from tests.waiting import eventually
 
 PERMANENT = {"type": "fail", "payload": {"reason": "bad input", "permanent": True}}
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[RunningHost]:
-    require_service("rabbitmq")
-    require_service("valkey")
-    running = start_host()
-    yield running
-    running.stop()
-    asyncio.run(delete_queue_topology(RABBITMQ_URL, running.queue))
 
 
 def submit(host: RunningHost, document: object) -> list[str]:

@@ -3,27 +3,11 @@ one before it starts, list and purge the dead letters. Through a running host on
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from shared.platform.rabbitmq_topology import delete_queue_topology
-from tests.conftest import RABBITMQ_URL, require_service
-from tests.hosting import RunningHost, start_host
+from tests.hosting import RunningHost
 from tests.waiting import eventually
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[RunningHost]:
-    require_service("rabbitmq")
-    require_service("valkey")
-    running = start_host()
-    yield running
-    running.stop()
-    asyncio.run(delete_queue_topology(RABBITMQ_URL, running.queue))
 
 
 def call(host: RunningHost, method: str, path: str, **options: Any) -> Any:

@@ -1,4 +1,3 @@
-"use strict";
 // The operator's dashboard. Every string from the server reaches the page through textContent or an
 // attribute, never as markup; the charts are SVG drawn here.
 (() => {
@@ -36,19 +35,6 @@
   };
 
   // ---- DOM helpers: text only, never markup
-  const byId = (id) => document.getElementById(id);
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(props)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = String(value);
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value === true ? "" : String(value));
-    }
-    node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
-    return node;
-  }
   function svg(tag, attributes = {}, ...children) {
     const node = document.createElementNS(SVG_NS, tag);
     for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));

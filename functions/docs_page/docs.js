@@ -1,4 +1,3 @@
-"use strict";
 // The API reference: reads the OpenAPI document and lays it out; every string from it reaches the page
 // through textContent or an attribute, never as markup.
 (() => {
@@ -16,19 +15,6 @@
   }
   // Calls go relative to this page (…/docs → …/openapi.json), so any route prefix and front end work.
   const apiBase = new URL(".", location.href);
-  const byId = (id) => document.getElementById(id);
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(props)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = String(value);
-      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value === true ? "" : String(value));
-    }
-    node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
-    return node;
-  }
   const refName = (ref) => ref.split("/").pop();
   const anchor = (name) => `schema-${name.replace(/[^A-Za-z0-9_-]/g, "_")}`;
   let doc = null;

@@ -27,17 +27,18 @@ class Figures:
     cache_keys: int
 
 
-async def figures(client: valkey.Valkey) -> Figures:
-    """The counters, histograms, backlog and cache size, in one round trip."""
-    now = time.time()
-    pipe = client.pipeline(transaction=False)
+def _ask_figures(pipe: Any, now: float) -> None:
     pipe.hgetall(COUNTERS)
     pipe.hgetall(P + "hist:queue_wait")
     pipe.hgetall(P + "hist:duration")
     pipe.get(BACKLOG)
+    # Expired cache entries leave the index here, so it only ever counts live keys.
     pipe.zremrangebyscore(CACHE_INDEX, "-inf", now)
     pipe.zcard(CACHE_INDEX)
-    counters, wait, duration, backlog, _, cache_keys = await pipe.execute()
+
+
+def _figures(replies: list[Any]) -> Figures:
+    counters, wait, duration, backlog, _, cache_keys = replies
     return Figures(
         {k.decode(): int(v) for k, v in counters.items()},
         {int(k): int(v) for k, v in wait.items()},
@@ -47,35 +48,29 @@ async def figures(client: valkey.Valkey) -> Figures:
     )
 
 
+async def figures(client: valkey.Valkey) -> Figures:
+    """The counters, histograms, backlog and cache size, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    _ask_figures(pipe, time.time())
+    return _figures(await pipe.execute())
+
+
 async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     """Backlog, totals (overall and per type), throughput, latency percentiles and cache figures."""
     now = time.time()
     second = int(now)
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(COUNTERS)
-    pipe.hgetall(P + "hist:queue_wait")
-    pipe.hgetall(P + "hist:duration")
-    pipe.get(BACKLOG)
-    # Expired cache entries leave the index here, so it only ever counts live keys.
-    pipe.zremrangebyscore(CACHE_INDEX, "-inf", now)
-    pipe.zcard(CACHE_INDEX)
+    _ask_figures(pipe, now)
     window = range(second - THROUGHPUT_WINDOW + 1, second + 1)
     pipe.mget([f"{P}tp:{s}" for s in window])
     pipe.mget([f"{P}ta:{s}" for s in window])
-    (
-        counters_raw,
-        wait_raw,
-        duration_raw,
-        backlog_raw,
-        _,
-        cached_keys,
-        per_second,
-        accepted,
-    ) = await pipe.execute()
-    counters = {k.decode(): int(v) for k, v in counters_raw.items()}
+    replies = await pipe.execute()
+    found = _figures(replies[:6])
+    per_second, accepted = replies[6:]
+    counters = found.counters
     processed_last_minute = sum(int(v) for v in per_second if v)
     accepted_last_minute = sum(int(v) for v in accepted if v)
-    backlog = json.loads(backlog_raw) if backlog_raw else None
+    backlog = found.backlog
     if backlog is not None:
         backlog["age_seconds"] = round(now - backlog["taken_at"], 3)
     hits, misses = counters.get("cache_hits", 0), counters.get("cache_misses", 0)
@@ -93,11 +88,14 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
             "accepted": accepted_last_minute,
             "accepted_per_second": round(accepted_last_minute / THROUGHPUT_WINDOW, 2),
         },
-        "latency_seconds": {"queue_wait": _quantiles(wait_raw), "processing": _quantiles(duration_raw)},
+        "latency_seconds": {
+            "queue_wait": _quantiles(found.queue_wait),
+            "processing": _quantiles(found.duration),
+        },
         "cache": {
             "hits": hits,
             "misses": misses,
-            "keys": cached_keys,
+            "keys": found.cache_keys,
             "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
         },
         "taken_at": now,
@@ -116,7 +114,6 @@ def _per_type(counters: dict[str, int]) -> dict[str, dict[str, int]]:
     return dict(sorted(found.items()))
 
 
-def _quantiles(raw: dict[bytes, bytes]) -> dict[str, float | None]:
-    counts = {int(k): int(v) for k, v in raw.items()}
+def _quantiles(counts: dict[int, int]) -> dict[str, float | None]:
     found = percentiles(counts, QUANTILES)
     return {f"p{round(q * 100)}": (round(v, 6) if v is not None else None) for q, v in found.items()}
