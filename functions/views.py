@@ -35,6 +35,8 @@ def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
         view["error"] = fields["error"]
     if fields.get("traceback"):
         view["traceback"] = fields["traceback"]
+    if fields.get("expires_at"):
+        view["expires_at"] = _time(fields["expires_at"])
     if view["status"] == TaskStatus.SCHEDULED and fields.get("due_at"):
         view["due_at"] = _time(fields["due_at"])
     if view["status"] == TaskStatus.FAILED and fields.get("retry_at"):

@@ -7,7 +7,7 @@
   const MIN_WINDOW_S = 60; // and show at least one, so a fresh page's first points are not a sliver
   const PAGE = 50;
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const STATUSES = ["queued", "scheduled", "running", "succeeded", "failed", "dead-lettered", "cancelled"];
+  const STATUSES = ["queued", "scheduled", "running", "succeeded", "failed", "dead-lettered", "cancelled", "expired"];
   const TOTALS = ["accepted", "processed", "failed", "dead_lettered", "redriven", "undecodable"];
 
   // The key comes once as ?code= and then lives in this tab's sessionStorage, off the URL and history.

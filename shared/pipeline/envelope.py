@@ -26,6 +26,8 @@ class TaskEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False, omi
     payload: dict[str, Any]
     submitted_at: float
     not_before: float | None = None
+    #: When it may no longer start (epoch s): a task not started by then is not run, but ``expired``.
+    expires_at: float | None = None
 
     def due_in(self, now: float) -> float:
         """Seconds until it may run; zero or less when it may run now."""

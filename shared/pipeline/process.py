@@ -106,6 +106,7 @@ class Processor:
         decisions: list[Decision | None] = [None] * len(deliveries)
         plans: list[_Plan] = []
         early: list[_Plan] = []
+        expired: list[_Plan] = []
         now = self._clock()
         for position, delivery in enumerate(deliveries):
             try:
@@ -114,13 +115,46 @@ class Processor:
                 decisions[position] = await self._undecodable(delivery, str(exc))
                 continue
             plan = _Plan.of(position, envelope, self._registry.get(envelope.type))
-            (early if envelope.due_in(now) > DUE_TOLERANCE else plans).append(plan)
+            if envelope.expires_at is not None and now >= envelope.expires_at:
+                expired.append(plan)
+            else:
+                (early if envelope.due_in(now) > DUE_TOLERANCE else plans).append(plan)
+        if expired:
+            lapsed = await self._patiently(lambda: self._store.lapse([p.envelope for p in expired]))
+            for plan, gone in zip(expired, lapsed, strict=True):
+                if gone:
+                    log.info(
+                        "Task %s (%s) expired before it started; not run",
+                        plan.envelope.id,
+                        plan.envelope.type,
+                    )
+                    decisions[plan.position] = Decision(
+                        deliveries[plan.position], Verdict.COMPLETED, "expired"
+                    )
+                else:  # a later attempt of a task that started in time goes on
+                    plans.append(plan)
         for plan, decision in zip(early, await self._put_off(early, None, deliveries), strict=True):
             decisions[plan.position] = decision
         if plans:
             for position, decision in (await self._run_plans(plans, deliveries, scope)).items():
                 decisions[position] = decision
         return [d for d in decisions if d is not None]
+
+    async def _lapse(
+        self, expired: list[_Plan], deliveries: Sequence[Delivery], decisions: list[Decision | None]
+    ) -> list[_Plan]:
+        """Mark the tasks past their expiry that never started ``expired`` (decided: not run); the
+        others, later attempts of tasks that started in time, to run."""
+        lapsed = await self._patiently(lambda: self._store.lapse([plan.envelope for plan in expired]))
+        go_on = []
+        for plan, gone in zip(expired, lapsed, strict=True):
+            if not gone:
+                go_on.append(plan)
+                continue
+            envelope = plan.envelope
+            log.info("Task %s (%s) expired before it started; not run", envelope.id, envelope.type)
+            decisions[plan.position] = Decision(deliveries[plan.position], Verdict.COMPLETED, "expired")
+        return go_on
 
     async def _run_plans(
         self, plans: list[_Plan], deliveries: Sequence[Delivery], scope: ProcessScope

@@ -19,8 +19,18 @@ class TaskStatus(enum.StrEnum):
     DEAD_LETTERED = "dead-lettered"
     #: Cancelled before it started; its message is dropped when it arrives.
     CANCELLED = "cancelled"
+    #: Not started before its ``expires_at``: never run.
+    EXPIRED = "expired"
 
     @property
     def final(self) -> bool:
         """No further attempt will run (until an operator redrives the task)."""
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED)
+        return self in (
+            TaskStatus.SUCCEEDED,
+            TaskStatus.DEAD_LETTERED,
+            TaskStatus.CANCELLED,
+            TaskStatus.EXPIRED,
+        )
+
+
+_FINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})

@@ -47,11 +47,16 @@ def parse_submission(body: bytes, registry: Registry, *, now: float | None = Non
         index = position if is_batch else None
         try:
             task_type, payload = _validate_item(item, registry)
-            not_before = _not_before(item, submitted_at)
+            not_before = _moment(item, "delay", "not_before", submitted_at)
+            expires_at = _moment(item, "expires_in", "expires_at", submitted_at, past_is_now=False)
+            if expires_at is not None and not_before is not None and expires_at <= not_before:
+                raise _ItemError("expires_at", "must come after the task is due")
         except _ItemError as exc:
             errors.append(FieldError(index, exc.field, exc.message))
             continue
-        envelopes.append(TaskEnvelope(str(uuid.uuid4()), task_type, payload, submitted_at, not_before))
+        envelopes.append(
+            TaskEnvelope(str(uuid.uuid4()), task_type, payload, submitted_at, not_before, expires_at)
+        )
     if errors:
         raise ValidationError(errors)
     return Submission(envelopes, is_batch)
@@ -98,7 +103,9 @@ def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any
     unknown = set(item) - _FIELDS
     if unknown:
         raise _ItemError(
-            sorted(unknown)[0], "unknown field (a task has 'type', 'payload', and 'delay' or 'not_before')"
+            sorted(unknown)[0],
+            "unknown field (a task has 'type', 'payload', 'delay' or 'not_before',"
+            " 'expires_in' or 'expires_at')",
         )
     name = item.get("type")
     if not isinstance(name, str) or not name:
@@ -114,34 +121,38 @@ def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any
     return name, msgspec.to_builtins(validated)
 
 
-_FIELDS = frozenset({"type", "payload", "delay", "not_before"})
+_FIELDS = frozenset({"type", "payload", "delay", "not_before", "expires_in", "expires_at"})
 
 
-def _not_before(item: dict[str, Any], now: float) -> float | None:
-    """When a delayed task may run (epoch s): ``delay`` seconds from now, or ``not_before`` (RFC 3339);
-    at most :data:`MAX_DELAY_SECONDS` ahead. None for a task that may run at once."""
-    delay, at = item.get("delay"), item.get("not_before")
+def _moment(
+    item: dict[str, Any], seconds_field: str, time_field: str, now: float, *, past_is_now: bool = True
+) -> float | None:
+    """A moment a task gives either as seconds from now (``delay``, ``expires_in``) or as an RFC 3339
+    time (``not_before``, ``expires_at``), at most :data:`MAX_DELAY_SECONDS` ahead; None when neither
+    is given. A zero delay or a past time means now, unless ``past_is_now`` is False (an expiry), when
+    it is an error."""
+    delay, at = item.get(seconds_field), item.get(time_field)
     if delay is not None and at is not None:
-        raise _ItemError("delay", "give either 'delay' or 'not_before', not both")
+        raise _ItemError(seconds_field, f"give either '{seconds_field}' or '{time_field}', not both")
     if delay is not None:
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or not 0 <= delay <= MAX_DELAY_SECONDS
-        ):
-            raise _ItemError("delay", f"seconds from 0 to {MAX_DELAY_SECONDS} (7 days)")
+        number = isinstance(delay, int | float) and not isinstance(delay, bool)
+        low = 0 if past_is_now else 1
+        if not number or not low <= delay <= MAX_DELAY_SECONDS:
+            raise _ItemError(seconds_field, f"seconds from {low} to {MAX_DELAY_SECONDS} (7 days)")
         return now + delay if delay > 0 else None
     if at is None:
         return None
     if not isinstance(at, str):
-        raise _ItemError("not_before", "an RFC 3339 date-time with its offset, e.g. 2026-12-24T18:00:00Z")
+        raise _ItemError(time_field, "an RFC 3339 date-time with its offset, e.g. 2026-12-24T18:00:00Z")
     try:
         when = datetime.fromisoformat(at.replace("z", "Z"))
     except ValueError:
-        raise _ItemError("not_before", f"'{at}' is not an RFC 3339 date-time") from None
+        raise _ItemError(time_field, f"'{at}' is not an RFC 3339 date-time") from None
     if when.tzinfo is None:
-        raise _ItemError("not_before", "needs its offset (Z or +hh:mm), or the time is ambiguous")
+        raise _ItemError(time_field, "needs its offset (Z or +hh:mm), or the time is ambiguous")
     moment = when.timestamp()
     if moment - now > MAX_DELAY_SECONDS:
-        raise _ItemError("not_before", f"at most {MAX_DELAY_SECONDS} seconds (7 days) ahead")
+        raise _ItemError(time_field, f"at most {MAX_DELAY_SECONDS} seconds (7 days) ahead")
+    if moment <= now and not past_is_now:
+        raise _ItemError(time_field, f"'{at}' has passed already")
     return moment if moment > now else None

@@ -39,18 +39,20 @@ return {status or 'unknown', attempts, cached}
 )
 
 # KEYS: counters, then one task hash per task; ARGV: ttl, the submission's trace id ('' untraced),
-# its time, then per task its type, when it is due ('' for at once) and its payload (JSON).
+# its time, then per task its type, when it is due ('' for at once), when it expires ('' never) and its
+# payload (JSON).
 _ACCEPT = (
     _INDEX
     + """
 local per_type = {}
 local submitted = ARGV[3]
 for i = 2, #KEYS do
-  local at = 3 * i - 2
+  local at = 4 * i - 4
   local task_type = ARGV[at]
   local status = 'queued'
   redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', submitted,
-             'payload', ARGV[at + 2])
+             'payload', ARGV[at + 3])
+  if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[i], 'expires_at', ARGV[at + 2]) end
   if ARGV[2] ~= '' then redis.call('HSET', KEYS[i], 'trace_id', ARGV[2]) end
   if ARGV[at + 1] ~= '' then
     status = 'scheduled'
@@ -166,5 +168,20 @@ redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
 return status
 """
 )
+# A task that has not started by its expiry is not run. KEYS: task, counters; ARGV: now, type, ttl.
+# Returns the status it was in; it lapsed only if that was queued, scheduled or unknown.
+_LAPSE = (
+    _INDEX
+    + """
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+if status ~= '' and status ~= 'queued' and status ~= 'scheduled' then return status end
+redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[1], 'type', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+move(KEYS[1], status ~= '' and status, 'expired', redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'expired', 1)
+redis.call('HINCRBY', KEYS[2], 'expired:' .. ARGV[2], 1)
+return status
+"""
+)
 BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
-REDRIVE, CANCEL = Script(_REDRIVE), Script(_CANCEL)
+REDRIVE, CANCEL, LAPSE = Script(_REDRIVE), Script(_CANCEL), Script(_LAPSE)

@@ -78,7 +78,16 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
         "backlog": backlog,
         "totals": {
             name: counters.get(name, 0)
-            for name in ("accepted", "processed", "failed", "dead_lettered", "undecodable", "redriven")
+            for name in (
+                "accepted",
+                "processed",
+                "failed",
+                "dead_lettered",
+                "undecodable",
+                "redriven",
+                "cancelled",
+                "expired",
+            )
         },
         "per_type": _per_type(counters),
         "throughput": {
@@ -102,7 +111,7 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     }
 
 
-_PER_TYPE = ("accepted", "processed", "failed", "dead_lettered")
+_PER_TYPE = ("accepted", "processed", "failed", "dead_lettered", "expired")
 
 
 def _per_type(counters: dict[str, int]) -> dict[str, dict[str, int]]:

@@ -27,12 +27,14 @@ from shared.store.batching import Coalescer, FastConnection
 from shared.store.histogram import bucket
 from shared.store.idempotency import CLAIM, COMPLETE, PENDING_TTL, Claim, fingerprint, key_name
 from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
-from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, REDRIVE, SUCCEED
+from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, LAPSE, REDRIVE, SUCCEED
 from shared.store.stats import Figures
 
 log = logging.getLogger(__name__)
 
 _STATUSES = frozenset(TaskStatus)
+#: What a task that never started may be: unknown (its status expired), queued or scheduled.
+_NOT_STARTED = frozenset({"", "queued", "scheduled"})
 _PAYLOAD = msgspec.json.Encoder()
 
 
@@ -54,7 +56,7 @@ class Store:
         self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
         self._batched = Coalescer(
-            self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, CLAIM, COMPLETE)
+            self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, LAPSE, CLAIM, COMPLETE)
         )
 
     @property
@@ -90,7 +92,12 @@ class Store:
         """
         args: list[Any] = [self._status_ttl, trace_id, envelopes[0].submitted_at]
         for e in envelopes:
-            args += [e.type, "" if e.not_before is None else e.not_before, _PAYLOAD.encode(e.payload)]
+            args += [
+                e.type,
+                "" if e.not_before is None else e.not_before,
+                "" if e.expires_at is None else e.expires_at,
+                _PAYLOAD.encode(e.payload),
+            ]
         await self._send([ACCEPT.command([COUNTERS, *(task_key(e.id) for e in envelopes)], args)])
 
     async def forget_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
@@ -221,6 +228,14 @@ class Store:
         """The last 100 messages that were not tasks: their message id, reason and when (newest first)."""
         raw = await self._run_one(self._client.lrange(DEAD_LETTERS, 0, 99))
         return [json.loads(entry) for entry in raw]
+
+    async def lapse(self, envelopes: Sequence[TaskEnvelope]) -> list[bool]:
+        """Mark tasks that never started and are past their expiry ``expired``; for each, whether it
+        lapsed (False when it had started: an attempt that began before its expiry goes on)."""
+        now, ttl = time.time(), self._status_ttl
+        commands = [LAPSE.command([task_key(e.id), COUNTERS], [now, e.type, ttl]) for e in envelopes]
+        found = await self._send(commands)
+        return [(s.decode() if isinstance(s, bytes) else str(s)) in _NOT_STARTED for s in found]
 
     async def cancel(self, task_id: str) -> TaskStatus | None:
         """Cancel a queued or scheduled task; the status it was in (None when unknown). Any other status
