@@ -4,6 +4,7 @@ document is generated from (:mod:`functions.openapi`).
 """
 
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from shared.errors import (
     BrokerError,
     IdempotencyConflictError,
     IdempotencyMismatchError,
+    RateLimitedError,
     StoreError,
     TasklaneError,
     TaskNotFoundError,
@@ -53,15 +55,21 @@ class Problem:
     status: int
     title: str
     retry_after: int | None = None
+    #: Headers it carries besides ``Retry-After``.
+    headers: tuple[str, ...] = ()
 
     def answer(self) -> Answer:
-        return Answer(self.title, ERROR_SCHEMA, ("Retry-After",) if self.retry_after else ())
+        retry = ("Retry-After",) if self.retry_after else ()
+        return Answer(self.title, ERROR_SCHEMA, retry + self.headers)
 
 
 #: Error type → problem response; the most specific type that matches wins.
 PROBLEMS: dict[type[TasklaneError], Problem] = {
     ValidationError: Problem(400, "invalid submission"),
-    BackpressureError: Problem(429, "backlog over its limit, retry later"),
+    BackpressureError: Problem(429, "backlog over its limit, retry later", headers=("Retry-After",)),
+    RateLimitedError: Problem(
+        429, "over this caller's rate limit", headers=("Retry-After", "RateLimit-Policy", "RateLimit")
+    ),
     BrokerError: Problem(503, "the queue (broker) is not reachable right now", retry_after=5),
     StoreError: Problem(503, "the status store (Valkey) is not reachable right now", retry_after=5),
     IdempotencyConflictError: Problem(409, "a request with this Idempotency-Key is still in flight", 1),
@@ -96,6 +104,9 @@ def error_response(exc: TasklaneError) -> func.HttpResponse:
         headers["Retry-After"] = str(found.retry_after)
     if isinstance(exc, ValidationError):
         extra["details"] = [e.as_dict() for e in exc.errors]
+    elif isinstance(exc, RateLimitedError):
+        extra |= {"limit": exc.limit, "burst": exc.burst}
+        headers |= _rate_headers(exc)
     elif isinstance(exc, BackpressureError):
         extra |= {"backlog": exc.backlog, "limit": exc.limit}
         headers["Retry-After"] = str(exc.retry_after)
@@ -106,6 +117,17 @@ def error_response(exc: TasklaneError) -> func.HttpResponse:
     elif isinstance(exc, BrokerError):
         extra["dependency"] = "broker"
     return problem(found.status, found.title, headers=headers or None, **extra)
+
+
+def _rate_headers(exc: RateLimitedError) -> dict[str, str]:
+    """``Retry-After`` and the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the policy
+    (``q`` tasks a window of ``w`` seconds, the burst refilled at the rate) and what is left now."""
+    window = max(1, math.ceil(exc.burst / exc.limit))
+    return {
+        "Retry-After": str(max(1, math.ceil(exc.retry_after))),
+        "RateLimit-Policy": f'"caller";q={exc.burst};w={window}',
+        "RateLimit": f'"caller";r=0;t={max(1, math.ceil(exc.reset))}',
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +170,15 @@ class Routes:
         """Register ``view`` for ``route``; each error type in ``raises`` adds its problem response."""
         answers = dict(route.answers)
         for kind in raises:
-            answers.setdefault(PROBLEMS[kind].status, PROBLEMS[kind].answer())
+            answer = PROBLEMS[kind].answer()
+            earlier = answers.get(PROBLEMS[kind].status)
+            if earlier is not None:  # two errors answer alike: one answer names both, with all headers
+                answer = dataclasses.replace(
+                    earlier,
+                    description=f"{earlier.description}; or {answer.description}",
+                    headers=tuple(dict.fromkeys(earlier.headers + answer.headers)),
+                )
+            answers[PROBLEMS[kind].status] = answer
         route = dataclasses.replace(route, answers=answers)
         DECLARED.append(route)
 

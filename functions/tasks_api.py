@@ -1,5 +1,6 @@
 """HTTP API for tasks: submit, read status, read stats, readiness and the OpenAPI document."""
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from shared.errors import (
     FieldError,
     IdempotencyConflictError,
     IdempotencyMismatchError,
+    RateLimitedError,
     StoreError,
     TaskNotFoundError,
     TaskStateError,
@@ -87,6 +89,7 @@ _QUEUED = {
         StoreError,
         IdempotencyConflictError,
         IdempotencyMismatchError,
+        RateLimitedError,
     ),
 )
 async def submit_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
@@ -97,7 +100,7 @@ async def submit_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpR
     found = pipeline()
     if len(body) > found.settings.max_body_bytes:
         return problem(413, "body too large", limit_bytes=found.settings.max_body_bytes)
-    accepted = await found.accepter.accept(body, req.headers.get("idempotency-key"))
+    accepted = await found.accepter.accept(body, req.headers.get("idempotency-key"), _caller(req))
     scope.tasks(accepted.ids)
     due = accepted.due or [None] * len(accepted.ids)
     items = [_queued(task_id, when) for task_id, when in zip(accepted.ids, due, strict=True)]
@@ -105,6 +108,12 @@ async def submit_tasks(req: func.HttpRequest, scope: RequestScope) -> func.HttpR
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(items if accepted.is_batch else items[0], 202, headers)
+
+
+def _caller(req: func.HttpRequest) -> str:
+    """Who submits, for the rate limit: a hash of the function key presented ('' for none)."""
+    key = req.headers.get("x-functions-key") or req.params.get("code") or ""
+    return hashlib.sha256(key.encode()).hexdigest()[:32] if key else ""
 
 
 def _queued(task_id: str, due: float | None) -> dict[str, Any]:

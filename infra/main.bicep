@@ -48,6 +48,10 @@ param signozIngestionKey string = ''
 param tasksQueue string = 'tasks'
 param maxBacklog int = 100000
 param maxBodyBytes int = 4194304
+@description('Tasks per second each caller (function key) may submit; 0 turns the limit off.')
+param rateLimit string = '0'
+@description('How many tasks a caller may submit at once above its rate.')
+param rateBurst int = 100
 param statusTtlSeconds int = 604800
 param backlogSchedule string = '*/30 * * * * *'
 @minValue(30)
@@ -208,6 +212,8 @@ module functionApp 'modules/function-app.bicep' = {
     alwaysReadyHttpInstances: alwaysReadyHttpInstances
     maxBacklog: maxBacklog
     maxBodyBytes: maxBodyBytes
+    rateLimit: rateLimit
+    rateBurst: rateBurst
     statusTtlSeconds: statusTtlSeconds
     backlogSchedule: backlogSchedule
     secretRefreshSeconds: secretRefreshSeconds

@@ -80,3 +80,15 @@ class TaskStateError(TasklaneError):
     def __init__(self, message: str, status: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RateLimitedError(TasklaneError):
+    """The caller is over its rate: retry after ``retry_after`` seconds. ``limit`` tasks per second,
+    ``burst`` at once; ``reset`` seconds until the caller's allowance is whole again."""
+
+    def __init__(self, retry_after: float, limit: float, burst: int, reset: float) -> None:
+        super().__init__(f"over {limit:g} tasks per second (burst {burst}); retry after {retry_after:.2f}s")
+        self.retry_after = retry_after
+        self.limit = limit
+        self.burst = burst
+        self.reset = reset

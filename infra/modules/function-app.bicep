@@ -43,6 +43,8 @@ param alwaysReadyHttpInstances int
 
 param maxBacklog int
 param maxBodyBytes int
+param rateLimit string
+param rateBurst int
 param statusTtlSeconds int
 param backlogSchedule string
 param secretRefreshSeconds int
@@ -164,6 +166,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'TASKS_MAX_BODY_BYTES'
           value: string(maxBodyBytes)
+        }
+        {
+          name: 'TASKS_RATE_LIMIT'
+          value: rateLimit
+        }
+        {
+          name: 'TASKS_RATE_BURST'
+          value: string(rateBurst)
         }
         {
           name: 'TASKS_STATUS_TTL_SECONDS'

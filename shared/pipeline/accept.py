@@ -14,9 +14,12 @@ from shared.brokers import Broker, OutgoingMessage
 from shared.errors import (
     BackpressureError,
     BrokerError,
+    FieldError,
     IdempotencyConflictError,
     IdempotencyMismatchError,
+    RateLimitedError,
     StoreError,
+    ValidationError,
 )
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.hooks import Hooks
@@ -76,7 +79,12 @@ class Accepter:
         *,
         max_backlog: int,
         backlog_cache_seconds: float = 1.0,
+        rate_limit: float = 0.0,
+        rate_burst: int = 100,
     ) -> None:
+        """``rate_limit`` tasks per second each caller may submit (0: none), ``rate_burst`` at once."""
+        self._rate_limit = rate_limit
+        self._rate_burst = rate_burst
         self._broker = broker
         self._store = store
         self._registry = registry
@@ -87,8 +95,11 @@ class Accepter:
         self._backlog_total = 0
         self._broker_outage = Outage("The broker")
 
-    async def accept(self, body: bytes, idempotency_key: str | None = None) -> Accepted:
+    async def accept(self, body: bytes, idempotency_key: str | None = None, caller: str = "") -> Accepted:
+        """``caller`` names who submits (a hash of the key presented) for the per-caller rate limit."""
         submission = parse_submission(body, self._registry)
+        if self._rate_limit > 0:
+            await self._check_rate(caller or "anonymous", len(submission.envelopes))
         await self._check_backpressure()
         envelopes = submission.envelopes
         ids = [e.id for e in envelopes]
@@ -140,6 +151,14 @@ class Accepter:
             log.debug("Tasks %s..%s accepted (%d)", envelopes[0].id, envelopes[-1].id, len(envelopes))
         due = [e.not_before for e in envelopes]
         return Accepted(ids, is_batch, due=due if any(d is not None for d in due) else [])
+
+    async def _check_rate(self, caller: str, tasks: int) -> None:
+        if tasks > self._rate_burst:
+            message = f"{tasks} tasks in one request; this caller may send at most {self._rate_burst} at once"
+            raise ValidationError([FieldError(None, "body", message)])
+        taken, value, reset = await self._store.take_rate(caller, tasks, self._rate_limit, self._rate_burst)
+        if not taken:
+            raise RateLimitedError(value, self._rate_limit, self._rate_burst, reset)
 
     async def _check_backpressure(self) -> None:
         # The snapshot changes every 30 s; reading it once a second keeps Valkey off the hot path.

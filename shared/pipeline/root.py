@@ -39,7 +39,13 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.accepter = Accepter(
-            self.broker, self.store, self.registry, self.hooks, max_backlog=self.settings.max_backlog
+            self.broker,
+            self.store,
+            self.registry,
+            self.hooks,
+            max_backlog=self.settings.max_backlog,
+            rate_limit=self.settings.rate_limit,
+            rate_burst=self.settings.rate_burst,
         )
         self.processor = Processor(self.store, self.broker, self.registry, self.hooks)
         self.redriver = Redriver(self.store, self.broker, self.hooks)

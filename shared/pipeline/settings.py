@@ -33,6 +33,8 @@ VALKEY_URL = "VALKEY_URL"
 VALKEY_PASSWORD = "VALKEY_PASSWORD"
 MAX_BACKLOG = "TASKS_MAX_BACKLOG"
 MAX_BODY_BYTES = "TASKS_MAX_BODY_BYTES"
+RATE_LIMIT = "TASKS_RATE_LIMIT"
+RATE_BURST = "TASKS_RATE_BURST"
 STATUS_TTL = "TASKS_STATUS_TTL_SECONDS"
 BACKLOG_SCHEDULE = "BACKLOG_SCHEDULE"  # read by the timer binding only
 #: The Key Vault secret (a versionless secret URI, not a reference) that VALKEY_PASSWORD comes from.
@@ -85,6 +87,9 @@ class Settings:
     valkey_password: Secret | None = None
     max_backlog: int = 100_000
     max_body_bytes: int = 4 * 1024 * 1024
+    #: Tasks per second each caller may submit (0: no limit), and how many at once above that.
+    rate_limit: float = 0.0
+    rate_burst: int = 100
     status_ttl_seconds: int = 7 * 24 * 3600
 
     @classmethod
@@ -97,6 +102,8 @@ class Settings:
             valkey_password=_valkey_password(env),
             max_backlog=_positive(env, MAX_BACKLOG, 100_000),
             max_body_bytes=_positive(env, MAX_BODY_BYTES, 4 * 1024 * 1024),
+            rate_limit=_rate(env, RATE_LIMIT),
+            rate_burst=_positive(env, RATE_BURST, 100),
             status_ttl_seconds=_positive(env, STATUS_TTL, 7 * 24 * 3600),
         )
 
@@ -132,6 +139,19 @@ def _broker(env: Mapping[str, str]) -> BrokerConnection:
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip()
     return value or default
+
+
+def _rate(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}='{raw}' is not a number (tasks per second; 0 for no limit)") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw} must be a finite number of tasks per second, 0 or more")
+    return value
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

@@ -183,5 +183,23 @@ redis.call('HINCRBY', KEYS[2], 'expired:' .. ARGV[2], 1)
 return status
 """
 )
+# A caller's rate, as a generic cell rate algorithm: one key per caller holds the theoretical arrival
+# time of its next task. KEYS: the caller's key; ARGV: now (s), seconds per task, burst, tasks asked.
+# Returns {1, remaining, reset} when they may go (and takes them), {0, retry after, reset} when not;
+# numbers as text (a Lua number would be cut to an integer).
+_RATE = """
+local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local burst, cost = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if tat < now then tat = now end
+local new_tat = tat + cost * interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  return {0, tostring(allow_at - now), tostring(tat - now)}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1)
+return {1, tostring(math.floor((now - allow_at) / interval)), tostring(new_tat - now)}
+"""
 BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
+RATE = Script(_RATE)
 REDRIVE, CANCEL, LAPSE = Script(_REDRIVE), Script(_CANCEL), Script(_LAPSE)

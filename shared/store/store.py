@@ -27,7 +27,7 @@ from shared.store.batching import Coalescer, FastConnection
 from shared.store.histogram import bucket
 from shared.store.idempotency import CLAIM, COMPLETE, PENDING_TTL, Claim, fingerprint, key_name
 from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
-from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, LAPSE, REDRIVE, SUCCEED
+from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, LAPSE, RATE, REDRIVE, SUCCEED
 from shared.store.stats import Figures
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Store:
         self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
         self._batched = Coalescer(
-            self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, LAPSE, CLAIM, COMPLETE)
+            self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, LAPSE, RATE, CLAIM, COMPLETE)
         )
 
     @property
@@ -228,6 +228,17 @@ class Store:
         """The last 100 messages that were not tasks: their message id, reason and when (newest first)."""
         raw = await self._run_one(self._client.lrange(DEAD_LETTERS, 0, 99))
         return [json.loads(entry) for entry in raw]
+
+    async def take_rate(
+        self, caller: str, tasks: int, per_second: float, burst: int
+    ) -> tuple[bool, float, float]:
+        """Take ``tasks`` from ``caller``'s allowance (``per_second``, ``burst`` at once), atomically
+        across every instance: (taken, remaining or seconds to wait, seconds until it is whole)."""
+        key = f"{P}rate:{caller}"
+        ((taken, value, reset),) = await self._send(
+            [RATE.command([key], [time.time(), 1.0 / per_second, burst, tasks])]
+        )
+        return bool(int(taken)), float(value), float(reset)
 
     async def lapse(self, envelopes: Sequence[TaskEnvelope]) -> list[bool]:
         """Mark tasks that never started and are past their expiry ``expired``; for each, whether it
