@@ -14,6 +14,7 @@ import msgspec
 from shared.pipeline.registry import MAX_DELAY_SECONDS, Registry
 from shared.pipeline.status import TaskStatus
 from shared.pipeline.submission import MAX_TASKS_PER_SUBMISSION
+from shared.store.stats import PER_TYPE, TOTALS
 
 if TYPE_CHECKING:
     from functions.http import Answer, Route
@@ -222,26 +223,11 @@ _FIGURES: dict[str, Any] = {
                 "oneOf": [{"$ref": "#/components/schemas/Backlog"}, {"type": "null"}],
                 "description": "The last snapshot the backlog timer took; null before the first",
             },
-            "totals": _object(
-                {
-                    name: _COUNT
-                    for name in (
-                        "accepted",
-                        "processed",
-                        "failed",
-                        "dead_lettered",
-                        "undecodable",
-                        "redriven",
-                    )
-                }
-            ),
+            "totals": _object(dict.fromkeys(TOTALS, _COUNT)),
             "per_type": {
                 "type": "object",
                 "description": "Task type → its counts",
-                "additionalProperties": _object(
-                    {name: _COUNT for name in ("accepted", "processed", "failed", "dead_lettered")},
-                    "dead_lettered",
-                ),
+                "additionalProperties": _object(dict.fromkeys(PER_TYPE, _COUNT)),
             },
             "throughput": _object(
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -17,6 +18,24 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port_pair() -> int:
+    """A free port whose Erlang distribution port (port + 20000) is free too: a private RabbitMQ's."""
+    for _ in range(200):
+        port = random.randint(20000, 40000)
+        if _free(port) and _free(port + 20000):
+            return port
+    raise RuntimeError("no free port pair for a private RabbitMQ")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:

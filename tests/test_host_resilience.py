@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from local import services
 from shared.platform.rabbitmq_topology import declare_queue_topology
 from tests.apps import write_app
 from tests.conftest import require_binary, require_service
-from tests.hosting import ROOT, free_port, start_host
+from tests.hosting import ROOT, free_port, free_port_pair, start_host
 from tests.waiting import eventually
 
 APP = """
@@ -48,29 +46,11 @@ APP = """
 """
 
 
-def _rabbitmq_port() -> int:
-    """A free port whose Erlang distribution port (port + 20000) is free too."""
-    for _ in range(200):
-        port = random.randint(20000, 40000)
-        if all(_free(candidate) for candidate in (port, port + 20000)):
-            return port
-    raise RuntimeError("no free port pair for a private RabbitMQ")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
 def broker_port(tmp_path: Path) -> Iterator[int]:
     """A port for a private RabbitMQ, which the test starts when it wants; stopped at the end."""
     require_binary("rabbitmq-server")
-    port = _rabbitmq_port()
+    port = free_port_pair()
     yield port
     services.down(["rabbitmq"], ports={"rabbitmq": port}, state_dir=tmp_path / "services", report=print)
 

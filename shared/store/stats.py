@@ -76,19 +76,7 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     hits, misses = counters.get("cache_hits", 0), counters.get("cache_misses", 0)
     return {
         "backlog": backlog,
-        "totals": {
-            name: counters.get(name, 0)
-            for name in (
-                "accepted",
-                "processed",
-                "failed",
-                "dead_lettered",
-                "undecodable",
-                "redriven",
-                "cancelled",
-                "expired",
-            )
-        },
+        "totals": {name: counters.get(name, 0) for name in TOTALS},
         "per_type": _per_type(counters),
         "throughput": {
             "window_seconds": THROUGHPUT_WINDOW,
@@ -111,15 +99,26 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     }
 
 
-_PER_TYPE = ("accepted", "processed", "failed", "dead_lettered", "expired")
+#: The counts ``/api/stats`` gives overall, and by task type.
+TOTALS = (
+    "accepted",
+    "processed",
+    "failed",
+    "dead_lettered",
+    "undecodable",
+    "redriven",
+    "cancelled",
+    "expired",
+)
+PER_TYPE = ("accepted", "processed", "failed", "dead_lettered", "expired")
 
 
 def _per_type(counters: dict[str, int]) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     for name, value in counters.items():
         kind, _, task_type = name.partition(":")
-        if task_type and kind in _PER_TYPE:
-            found.setdefault(task_type, dict.fromkeys(_PER_TYPE, 0))[kind] = value
+        if task_type and kind in PER_TYPE:
+            found.setdefault(task_type, dict.fromkeys(PER_TYPE, 0))[kind] = value
     return dict(sorted(found.items()))
 
 

@@ -8,33 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from local import services
 from local.services.service import instances
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A free port whose Erlang distribution port (port + 20000) is free too."""
-    for _ in range(200):
-        port = random.randint(20000, 40000)
-        if _free(port) and _free(port + 20000):
-            return port
-    raise RuntimeError("no free port pair for a private RabbitMQ")
+from tests.hosting import free_port, free_port_pair
 
 
 @dataclass(frozen=True)
@@ -97,16 +78,10 @@ class PrivateServer:
 @contextlib.contextmanager
 def private_server(name: str, state: Path) -> Iterator[PrivateServer]:
     """A started private ``name`` server on free ports; stopped (and its state removed by the caller)."""
-    port = free_port_pair() if name == "rabbitmq" else _random_free_port()
+    port = free_port_pair() if name == "rabbitmq" else free_port()
     server = PrivateServer(name, port, state)
     server.start()
     try:
         yield server
     finally:
         server.stop()
-
-
-def _random_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
