@@ -5,10 +5,12 @@ users; the same names as the OpenTelemetry metrics, with Prometheus's underscore
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import azure.functions as func
 
 from functions.http import Answer, Route, Routes
+from shared.brokers.lanes import lane_queue
 from shared.errors import StoreError
 from shared.pipeline.hooks import RequestScope
 from shared.pipeline.root import pipeline
@@ -25,6 +27,8 @@ _COUNTERS = {
     "cancelled": "Tasks cancelled before they started",
     "undecodable": "Messages that were not tasks, dead-lettered",
     "dead_lettered": "Tasks dead-lettered (out of attempts, or failed permanently)",
+    "expired": "Tasks not started before their expiry, never run",
+    "throttled": "Deliveries put off by their task type's rate or concurrency limit (no attempt)",
 }
 
 
@@ -73,14 +77,35 @@ def exposition(figures: Figures) -> Iterator[str]:
     yield from _histogram(
         "tasklane_task_queue_wait_seconds", "From acceptance to the start of processing", figures.queue_wait
     )
+    yield from _family(
+        "tasklane_backlog_unfinished", "gauge", "Tasks accepted and not finished: what admission counts"
+    )
+    yield _sample("tasklane_backlog_unfinished", counters.get("unfinished", 0))
     backlog = figures.backlog
     if backlog is not None:
         yield from _family(
             "tasklane_queue_backlog", "gauge", "Messages in the queue, by state (last snapshot)"
         )
-        for state in ("active", "dead_lettered", "scheduled"):
-            if backlog.get(state) is not None:
-                yield _sample("tasklane_queue_backlog", backlog[state], queue=backlog["queue"], state=state)
+        yield from _backlog_samples(backlog)
+
+
+def _backlog_samples(backlog: dict[str, Any]) -> Iterator[str]:
+    """Active messages per priority lane (each lane's queue), dead-lettered and scheduled ones per app."""
+    queue, lanes = backlog["queue"], backlog.get("lanes")
+    if lanes:
+        for priority, count in lanes.items():
+            yield _sample(
+                "tasklane_queue_backlog",
+                count,
+                queue=lane_queue(queue, priority),
+                state="active",
+                priority=priority,
+            )
+    else:
+        yield _sample("tasklane_queue_backlog", backlog["active"], queue=queue, state="active")
+    for state in ("dead_lettered", "scheduled"):
+        if backlog.get(state) is not None:
+            yield _sample("tasklane_queue_backlog", backlog[state], queue=queue, state=state)
 
 
 def _histogram(name: str, help_text: str, counts: dict[int, int]) -> Iterator[str]:

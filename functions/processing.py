@@ -1,5 +1,9 @@
 """Queue-triggered processing: Service Bus in Azure (batches), RabbitMQ in the local profile.
 
+One function per priority lane (:mod:`shared.brokers.lanes`): ``process_tasks`` on ``TASKS_QUEUE``
+(normal), ``process_tasks_high`` and ``process_tasks_low`` on ``<TASKS_QUEUE>.high`` and ``.low``. Each
+is a function of its own so that Azure scales each lane on its own queue's depth.
+
 Each adapter turns what its trigger hands over into :class:`Delivery` values and returns normally
 once the pipeline has settled every one (completed, re-sent for another attempt, or dead-lettered),
 so the trigger acknowledges them; it raises only for deliveries the pipeline could not settle, which
@@ -10,6 +14,7 @@ import typing
 
 import azure.functions as func
 
+from shared.brokers.lanes import NORMAL, PRIORITIES, lane_queue
 from shared.pipeline.delivery import Delivery, RedeliveryError, TraceContext
 from shared.pipeline.root import pipeline
 from shared.pipeline.settings import broker_system
@@ -23,11 +28,16 @@ async def _process(deliveries: list[Delivery]) -> None:
         raise RedeliveryError(decisions)
 
 
-def rabbitmq_trigger(blueprint: func.Blueprint) -> None:
+def _function_name(priority: str) -> str:
+    return "process_tasks" if priority == NORMAL else f"process_tasks_{priority}"
+
+
+def rabbitmq_trigger(blueprint: func.Blueprint, priority: str = NORMAL) -> None:
+    @blueprint.function_name(_function_name(priority))
     @blueprint.generic_trigger(
         arg_name="message",
         type="rabbitMQTrigger",
-        queue_name="%TASKS_QUEUE%",
+        queue_name=lane_queue("%TASKS_QUEUE%", priority),
         connection_string_setting="RabbitMQConnection",
     )
     async def process_tasks(message: bytes, context: func.Context) -> None:
@@ -36,10 +46,11 @@ def rabbitmq_trigger(blueprint: func.Blueprint) -> None:
         await _process([Delivery(message, trace=TraceContext.of(trace.trace_parent, trace.trace_state))])
 
 
-def servicebus_trigger(blueprint: func.Blueprint) -> None:
+def servicebus_trigger(blueprint: func.Blueprint, priority: str = NORMAL) -> None:
+    @blueprint.function_name(_function_name(priority))
     @blueprint.service_bus_queue_trigger(
         arg_name="messages",
-        queue_name="%TASKS_QUEUE%",
+        queue_name=lane_queue("%TASKS_QUEUE%", priority),
         connection="ServiceBusConnection",
         cardinality=func.Cardinality.MANY,
     )
@@ -60,4 +71,5 @@ def servicebus_trigger(blueprint: func.Blueprint) -> None:
 
 #: The trigger for each broker; the settings' broker system picks one at import time.
 _TRIGGERS = {"rabbitmq": rabbitmq_trigger, "servicebus": servicebus_trigger}
-_TRIGGERS[broker_system()](bp)
+for _priority in PRIORITIES:
+    _TRIGGERS[broker_system()](bp, _priority)

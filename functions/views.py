@@ -5,6 +5,7 @@ from typing import Any
 
 import msgspec
 
+from shared.brokers.lanes import NORMAL
 from shared.pipeline.status import TaskStatus
 
 
@@ -13,12 +14,13 @@ def _time(raw: str | None) -> str | None:
 
 
 def task_view(task_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    """``{id, type, status, attempts, submitted_at, started_at, finished_at, result | error}``."""
+    """``{id, type, status, attempts, priority, submitted_at, started_at, finished_at, result | error}``."""
     view: dict[str, Any] = {
         "id": task_id,
         "type": fields.get("type"),
         "status": fields.get("status", TaskStatus.QUEUED),
         "attempts": int(fields.get("attempts", "0")),
+        "priority": fields.get("priority", NORMAL),
         "submitted_at": _time(fields.get("submitted_at")),
         "started_at": _time(fields.get("started_at")),
         "finished_at": _time(fields.get("finished_at")),

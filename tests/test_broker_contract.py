@@ -31,11 +31,13 @@ import pytest
 from azure.core.pipeline.transport import HttpRequest
 
 from shared.brokers.base import Backlog, Broker, OutgoingMessage
+from shared.brokers.lanes import NORMAL, PRIORITIES, Lanes, lane_queue
 from shared.brokers.rabbitmq import RabbitMQBroker
 from shared.brokers.servicebus import ServiceBusBroker
 from shared.brokers.stub import StubBroker
 from shared.errors import BrokerError
 from shared.pipeline.process import DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON
+from shared.pipeline.settings import RabbitMQConnection
 from shared.platform.rabbitmq_topology import QueueTopology, delete_queue_topology
 from shared.platform.servicebus_connection import ServiceBusConnection, resolve_connection
 from shared.secrets import Secret
@@ -78,7 +80,7 @@ class Harness:
     holds_scheduled: bool = True
 
 
-@pytest.fixture(params=["stub", "rabbitmq", "servicebus", "servicebus-double"])
+@pytest.fixture(params=["stub", "rabbitmq", "rabbitmq-lanes", "servicebus", "servicebus-double"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "stub":
         stub = StubBroker(f"contract-{uuid.uuid4().hex}")
@@ -90,9 +92,9 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
             fresh_queue=True,
             settle_seconds=0,
         )
-    elif request.param == "rabbitmq":
+    elif request.param in ("rabbitmq", "rabbitmq-lanes"):
         url: str = request.getfixturevalue("rabbitmq_url")
-        async for harness in _rabbitmq(url):
+        async for harness in _rabbitmq(url, lanes=request.param == "rabbitmq-lanes"):
             yield harness
     elif request.param == "servicebus":
         found = _servicebus_connection()
@@ -325,12 +327,20 @@ async def _read_stub_dead_letters(stub: StubBroker) -> list[Received]:
 # --- RabbitMQ --------------------------------------------------------------------------------------
 
 
-async def _rabbitmq(url: str) -> AsyncIterator[Harness]:
+async def _rabbitmq(url: str, *, lanes: bool = False) -> AsyncIterator[Harness]:
+    """One queue's broker, or (``lanes``) the app's: a lane per priority, the messages here all normal."""
     queue = f"contract-{uuid.uuid4().hex}"
-    broker = RabbitMQBroker(Secret(url), queue)
+
+    def build(at: str) -> Broker:
+        return (
+            RabbitMQConnection(Secret(at)).build_broker(queue) if lanes else RabbitMQBroker(Secret(at), queue)
+        )
+
+    broker = build(url)
+    assert isinstance(broker, Lanes) == lanes
 
     def unreachable() -> Broker:
-        return RabbitMQBroker(Secret("amqp://guest:guest@127.0.0.1:1/"), queue)  # nothing listens on port 1
+        return build("amqp://guest:guest@127.0.0.1:1/")  # nothing listens on port 1
 
     try:
         yield Harness(
@@ -343,7 +353,8 @@ async def _rabbitmq(url: str) -> AsyncIterator[Harness]:
         )
     finally:
         await broker.close()
-        await delete_queue_topology(url, queue)
+        for priority in PRIORITIES if lanes else (NORMAL,):
+            await delete_queue_topology(url, lane_queue(queue, priority))
 
 
 async def _read_rabbitmq(url: str, queue: str) -> list[Received]:

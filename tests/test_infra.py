@@ -18,11 +18,14 @@ import pytest
 from pycep import BicepParser
 
 from local.host.triggers.rabbitmq import MAX_REQUEUE_COUNT
+from shared.brokers.lanes import PRIORITIES, lane_queue
 from shared.pipeline.registry import MAX_ATTEMPTS_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 MODULES = INFRA / "modules"
+#: One priority lane's queues and roles; servicebus.bicep makes one per priority.
+LANE = MODULES / "servicebus-lane.bicep"
 
 ROLES = {
     "Azure Service Bus Data Sender": "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39",
@@ -97,7 +100,7 @@ def test_every_template_parses_so_checkov_scans_it(path: Path) -> None:
 def test_the_queue_allows_as_many_deliveries_as_the_registry_allows_attempts() -> None:
     # The registry caps max_attempts at the RabbitMQ extension's requeue limit (our host's copy of
     # it); Service Bus must agree, so a crashing task is stopped after as many deliveries everywhere.
-    path = MODULES / "servicebus.bicep"
+    path = LANE
     queue = resources(path, "Microsoft.ServiceBus/namespaces/queues")["queue"]["properties"]
     count = queue["maxDeliveryCount"]
     if isinstance(count, str):
@@ -107,14 +110,14 @@ def test_the_queue_allows_as_many_deliveries_as_the_registry_allows_attempts() -
 
 def test_every_dead_letter_lands_in_the_queue_the_app_dead_letters_to() -> None:
     # The app sends its dead letters to <queue>.dead-letter; the task queue forwards its own there.
-    found = resources(MODULES / "servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")
+    found = resources(LANE, "Microsoft.ServiceBus/namespaces/queues")
     target = found["queue"]["properties"]["forwardDeadLetteredMessagesTo"]["operator"]["operands"]
     assert (target["operand_1"], target["operand_2"]) == ("deadLetters", "name")
     assert found["deadLetters"]["name"] == "${queueName}.dead-letter"
 
 
 def test_the_queue_drops_duplicates_and_dead_letters() -> None:
-    queue = resources(MODULES / "servicebus.bicep", "Microsoft.ServiceBus/namespaces/queues")["queue"]
+    queue = resources(LANE, "Microsoft.ServiceBus/namespaces/queues")["queue"]
     queue = queue["properties"]
     assert queue["requiresDuplicateDetection"] is True  # message id = task id
     assert re.fullmatch(r"PT\d+M", queue["duplicateDetectionHistoryTimeWindow"])
@@ -124,12 +127,20 @@ def test_the_queue_drops_duplicates_and_dead_letters() -> None:
 
 
 def test_service_bus_takes_identities_only_with_roles_scoped_to_the_queue() -> None:
-    path = MODULES / "servicebus.bicep"
-    namespace = only(path, "Microsoft.ServiceBus/namespaces")["properties"]
+    namespace = only(MODULES / "servicebus.bicep", "Microsoft.ServiceBus/namespaces")["properties"]
+    path = LANE
     assert namespace["disableLocalAuth"] is True
     assert namespace["minimumTlsVersion"] == "1.2"
     wanted = {ROLES[f"Azure Service Bus Data {role}"] for role in ("Sender", "Receiver", "Owner")}
     assert role_ids(path, scope="queue") == wanted
+
+
+def test_service_bus_has_a_lane_per_priority_named_as_the_app_names_them() -> None:
+    # shared/brokers/lanes.py: normal is the queue itself, the others <queue>.<priority>.
+    found = bicep(MODULES / "servicebus.bicep")
+    lanes = found["variables"]["lanes"]["value"]
+    assert sorted("tasks" + suffix for suffix in lanes) == sorted(lane_queue("tasks", p) for p in PRIORITIES)
+    assert "lane" in found["modules"]
 
 
 def test_key_vault_uses_rbac_and_cannot_lose_its_secrets() -> None:

@@ -126,6 +126,12 @@ def reads(source: str, where: str, known: dict[str, str]) -> Iterator[Read]:
             continue
         for name in read_names(node, known):
             yield Read((name,), where)
+        if isinstance(node, ast.keyword) and isinstance(node.value, ast.Call):
+            # A binding value built from an expression: queue_name=lane_queue("%TASKS_QUEUE%", p).
+            for argument in node.value.args:
+                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                    for setting in re.findall(r"%([^%\s]+)%", argument.value):
+                        yield Read((setting,), f"{where} (binding)")
         if isinstance(node, ast.keyword) and isinstance(node.value, ast.Constant):
             value = node.value.value
             if not isinstance(value, str):

@@ -207,10 +207,11 @@ def test_backlog_gauge_carries_the_queue_depth(host: RunningHost, receiver: OTLP
     # Given more sleeping tasks than the trigger holds at once: the rest wait in the queue
     waiting = 7
     _submit(host, [{"type": "sleep", "payload": {"seconds": 4}} for _ in range(PREFETCH + waiting)])
-    # Then the timer's backlog gauge reports exactly those waiting, and no dead letters
+    # Then the timer's backlog gauge reports exactly those waiting in the normal lane, and no dead letters
     eventually(
         lambda: any(
-            p.attributes == {"queue": host.queue, "state": "active"} and p.value == waiting
+            p.attributes == {"queue": host.queue, "state": "active", "priority": "normal"}
+            and p.value == waiting
             for p in receiver.received.snapshot_points("tasklane.queue.backlog")
         ),
         within=10,

@@ -26,6 +26,8 @@ class OutgoingMessage:
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     scheduled_at: datetime | None = None
+    #: The priority lane it goes to (:mod:`shared.brokers.lanes`); a one-queue broker ignores it.
+    priority: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Backlog:
     dead_lettered: int
     scheduled: int | None = None
     taken_at: float = field(default_factory=time.time)
+    #: Active messages per priority lane, when the broker has lanes.
+    lanes: Mapping[str, int] | None = None
 
     @property
     def total(self) -> int:

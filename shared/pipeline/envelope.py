@@ -28,6 +28,8 @@ class TaskEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False, omi
     not_before: float | None = None
     #: When it may no longer start (epoch s): a task not started by then is not run, but ``expired``.
     expires_at: float | None = None
+    #: Its lane (:mod:`shared.brokers.lanes`): ``high``, ``normal`` or ``low``; every attempt keeps it.
+    priority: str = "normal"
 
     def due_in(self, now: float) -> float:
         """Seconds until it may run; zero or less when it may run now."""

@@ -108,7 +108,9 @@ class Redriver:
         return purged
 
     async def _resend(self, task_id: str, envelope: bytes) -> None:
-        message = OutgoingMessage(f"{task_id}.redrive.{uuid.uuid4().hex[:8]}", envelope)
+        # Back to its own lane: the envelope says which.
+        priority = TaskEnvelope.decode(envelope).priority
+        message = OutgoingMessage(f"{task_id}.redrive.{uuid.uuid4().hex[:8]}", envelope, priority=priority)
         with self._hooks.sending(self._broker.system, self._broker.queue, [message]) as traced:
             await self._broker.send_batch(traced)
 

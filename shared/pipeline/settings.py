@@ -7,7 +7,7 @@ or malformed setting is a :class:`~shared.errors.ConfigError` that names the set
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -56,7 +56,7 @@ class RabbitMQConnection:
             RabbitMQBroker,
         )  # only where used: aio-pika stays unloaded in Azure
 
-        return RabbitMQBroker(self.url, queue)
+        return _lanes(queue, lambda lane: RabbitMQBroker(self.url, lane))
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,14 @@ class ServiceBusSettings:
     def build_broker(self, queue: str) -> Broker:
         from shared.brokers.servicebus import ServiceBusBroker
 
-        return ServiceBusBroker(self.connection, queue)
+        return _lanes(queue, lambda lane: ServiceBusBroker(self.connection, lane))
+
+
+def _lanes(queue: str, build: Callable[[str], Broker]) -> Broker:
+    """A broker per priority lane of ``queue`` (:mod:`shared.brokers.lanes`), as one."""
+    from shared.brokers.lanes import PRIORITIES, Lanes, lane_queue
+
+    return Lanes({priority: build(lane_queue(queue, priority)) for priority in PRIORITIES})
 
 
 #: The broker is a typed part of the settings; each kind knows its system name and builds its broker.

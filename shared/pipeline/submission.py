@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from shared.brokers.lanes import NORMAL, PRIORITIES
 from shared.errors import FieldError, ValidationError
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.registry import MAX_DELAY_SECONDS, PayloadError, Registry
@@ -51,11 +52,14 @@ def parse_submission(body: bytes, registry: Registry, *, now: float | None = Non
             expires_at = _moment(item, "expires_in", "expires_at", submitted_at, past_is_now=False)
             if expires_at is not None and not_before is not None and expires_at <= not_before:
                 raise _ItemError("expires_at", "must come after the task is due")
+            priority = _priority(item)
         except _ItemError as exc:
             errors.append(FieldError(index, exc.field, exc.message))
             continue
         envelopes.append(
-            TaskEnvelope(str(uuid.uuid4()), task_type, payload, submitted_at, not_before, expires_at)
+            TaskEnvelope(
+                str(uuid.uuid4()), task_type, payload, submitted_at, not_before, expires_at, priority
+            )
         )
     if errors:
         raise ValidationError(errors)
@@ -104,7 +108,7 @@ def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any
     if unknown:
         raise _ItemError(
             sorted(unknown)[0],
-            "unknown field (a task has 'type', 'payload', 'delay' or 'not_before',"
+            "unknown field (a task has 'type', 'payload', 'priority', 'delay' or 'not_before',"
             " 'expires_in' or 'expires_at')",
         )
     name = item.get("type")
@@ -121,7 +125,14 @@ def _validate_item(item: object, registry: Registry) -> tuple[str, dict[str, Any
     return name, msgspec.to_builtins(validated)
 
 
-_FIELDS = frozenset({"type", "payload", "delay", "not_before", "expires_in", "expires_at"})
+_FIELDS = frozenset({"type", "payload", "priority", "delay", "not_before", "expires_in", "expires_at"})
+
+
+def _priority(item: dict[str, Any]) -> str:
+    priority = item.get("priority", NORMAL)
+    if priority not in PRIORITIES:
+        raise _ItemError("priority", f"one of {', '.join(repr(p) for p in PRIORITIES)} (default 'normal')")
+    return str(priority)
 
 
 def _moment(

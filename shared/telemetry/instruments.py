@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics
 
+from shared.brokers.lanes import lane_queue
+
 if TYPE_CHECKING:
     from shared.brokers.base import Backlog
     from shared.pipeline.envelope import TaskEnvelope
@@ -77,8 +79,15 @@ def record_outcomes(outcomes: Sequence[Outcome]) -> None:
 
 
 def record_backlog(backlog: Backlog) -> None:
-    """Set the backlog gauges, one point per state the broker reports."""
-    states = {"active": backlog.active, "dead_lettered": backlog.dead_lettered}
+    """Set the backlog gauges, one point per state the broker reports; active messages per priority
+    lane (attributes ``queue``, the lane's own, and ``priority``) when the broker has lanes."""
+    if backlog.lanes:
+        for priority, count in backlog.lanes.items():
+            lane = {"queue": lane_queue(backlog.queue, priority), "state": "active", "priority": priority}
+            instruments.backlog.set(count, lane)
+    else:
+        instruments.backlog.set(backlog.active, {"queue": backlog.queue, "state": "active"})
+    states = {"dead_lettered": backlog.dead_lettered}
     if backlog.scheduled is not None:
         states["scheduled"] = backlog.scheduled
     for state, count in states.items():
