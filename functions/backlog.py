@@ -1,4 +1,5 @@
-"""Timer: snapshot the queue backlog through the broker into Valkey (stats and backpressure)."""
+"""Timer: snapshot the queue backlog through the broker into Valkey (stats, gauges) and reconcile the
+live backlog count admission uses."""
 
 import logging
 

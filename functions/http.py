@@ -66,7 +66,7 @@ class Problem:
 #: Error type → problem response; the most specific type that matches wins.
 PROBLEMS: dict[type[TasklaneError], Problem] = {
     ValidationError: Problem(400, "invalid submission"),
-    BackpressureError: Problem(429, "backlog over its limit, retry later", headers=("Retry-After",)),
+    BackpressureError: Problem(429, "the backlog is at its limit, retry later", headers=("Retry-After",)),
     RateLimitedError: Problem(
         429, "over this caller's rate limit", headers=("Retry-After", "RateLimit-Policy", "RateLimit")
     ),

@@ -49,7 +49,7 @@ class StoreError(TasklaneError):
 
 
 class BackpressureError(TasklaneError):
-    """The backlog is over its limit; the client should retry after ``retry_after`` seconds."""
+    """The live backlog is at its limit; the client should retry after ``retry_after`` seconds."""
 
     def __init__(self, backlog: int, limit: int, retry_after: int) -> None:
         super().__init__(f"backlog {backlog} is over the limit {limit}; retry after {retry_after}s")

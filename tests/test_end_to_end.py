@@ -11,12 +11,10 @@ from typing import Any
 
 import aio_pika
 import pytest
-import valkey
 
 from local import services
 from shared.platform.rabbitmq_topology import delete_queue_topology
 from tests.hosting import RunningHost, free_port, start_host
-from tests.private_valkey import private_valkey_url
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("rabbitmq_url", "valkey_url")
@@ -148,33 +146,6 @@ def test_idempotency_key(host: RunningHost) -> None:
     first = _submit(host, {"type": "echo"}, **{"Idempotency-Key": f"k-{host.queue}"}).json()
     again = _submit(host, {"type": "echo"}, **{"Idempotency-Key": f"k-{host.queue}"}).json()
     assert again["id"] == first["id"]
-
-
-def test_backpressure_answers_429(tmp_path: Path) -> None:
-    # Given a host whose backlog snapshot (taken once, at start) is over its limit
-    host = start_host(
-        settings={
-            "TASKS_MAX_BACKLOG": "5",
-            "BACKLOG_SCHEDULE": "0 0 0 1 1 *",
-            "VALKEY_URL": private_valkey_url(13),
-        }
-    )
-    try:
-        client = valkey.Valkey.from_url(private_valkey_url(13))
-        eventually(lambda: client.get("tl:backlog") is not None)
-        snapshot = json.loads(client.get("tl:backlog"))  # type: ignore[arg-type]
-        client.set("tl:backlog", json.dumps({**snapshot, "active": 6}))
-        time.sleep(1.1)  # the accepter reads the snapshot at most once a second
-        with host.client() as http:
-            response = http.post("/api/tasks", json={"type": "echo"})
-        # Then POST answers 429 with Retry-After and sends nothing
-        assert response.status_code == 429
-        assert int(response.headers["retry-after"]) > 0
-        assert client.hget("tl:counters", "accepted") in (None, b"0")
-    finally:
-        host.stop()
-        client.flushdb()
-        asyncio.run(_delete_queue(host.queue))
 
 
 def test_ready_is_503_when_valkey_stops(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ class SlowBroker(StubBroker):
 
 
 def accepter_for(broker: StubBroker, store: Store) -> Accepter:
-    return Accepter(broker, store, registry, Hooks(), max_backlog=1000, backlog_cache_seconds=0)
+    return Accepter(broker, store, registry, Hooks(), max_backlog=1000)
 
 
 async def test_concurrent_requests_with_one_key_send_once_and_the_others_get_409(store: Store) -> None:

@@ -40,7 +40,7 @@ class FailingBroker(StubBroker):
 async def test_an_unreachable_rabbitmq_is_a_broker_error_quickly_and_leaves_no_record(store: Store) -> None:
     # Given an accepter whose RabbitMQ is a port nothing listens on
     broker = RabbitMQBroker(Secret(f"amqp://guest:guest@127.0.0.1:{free_port()}/"), "tasks", timeout=2)
-    accepter = Accepter(broker, store, registry, Hooks(), max_backlog=1000, backlog_cache_seconds=0)
+    accepter = Accepter(broker, store, registry, Hooks(), max_backlog=1000)
 
     # When a task is submitted
     with pytest.raises(BrokerError, match="RabbitMQ is not reachable"):
@@ -58,7 +58,7 @@ async def test_an_outage_is_logged_once_and_requests_fail_fast_until_it_ends(
     caplog.set_level(logging.WARNING, logger="shared.pipeline.patience")
     # Given a broker that refuses sends
     broker = FailingBroker()
-    accepter = Accepter(broker, store, registry, Hooks(), max_backlog=1000, backlog_cache_seconds=0)
+    accepter = Accepter(broker, store, registry, Hooks(), max_backlog=1000)
 
     # When ten tasks are submitted in a row
     for _ in range(10):

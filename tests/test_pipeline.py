@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from shared.brokers.base import Backlog
 from shared.brokers.stub import StubBroker
 from shared.errors import BackpressureError, BrokerError, ValidationError
 from shared.pipeline.accept import FAST_FAIL_SECONDS, Accepter
@@ -32,7 +31,7 @@ def broker() -> StubBroker:
 
 @pytest.fixture
 def accepter(broker: StubBroker, store: Store) -> Accepter:
-    return Accepter(broker, store, registry, Hooks(), max_backlog=1000, backlog_cache_seconds=0)
+    return Accepter(broker, store, registry, Hooks(), max_backlog=1000)
 
 
 @pytest.fixture
@@ -148,12 +147,15 @@ async def test_idempotency_key_returns_the_same_ids(accepter: Accepter, broker: 
 async def test_backpressure_refuses_and_sends_nothing(
     accepter: Accepter, broker: StubBroker, store: Store
 ) -> None:
-    await store.save_backlog(Backlog("tasks", active=1001, dead_lettered=0))
+    # Given the broker counts 1,000 messages: the timer's reconciliation takes the live backlog there
+    await store.reconcile_backlog(1000)
     with pytest.raises(BackpressureError) as caught:
         await accepter.accept(body({"type": "echo"}))
+    assert (caught.value.backlog, caught.value.limit) == (1000, 1000)
     assert caught.value.retry_after > 0
     assert broker.messages == []
-    await store.save_backlog(Backlog("tasks", active=10, dead_lettered=0))
+    # When the broker's count falls, the backlog is what Valkey holds unfinished: room again
+    await store.reconcile_backlog(10)
     await accepter.accept(body({"type": "echo"}))
     assert len(broker.messages) == 1
 

@@ -27,7 +27,6 @@ def accepter(store: Store, broker: StubBroker, rate: float, burst: int) -> Accep
         registry,
         Hooks(),
         max_backlog=10_000,
-        backlog_cache_seconds=0,
         rate_limit=rate,
         rate_burst=burst,
     )

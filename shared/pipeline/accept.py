@@ -5,7 +5,6 @@ record them as queued, send them, and answer only once the broker has confirmed.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 
 import msgspec
@@ -34,6 +33,9 @@ log = logging.getLogger(__name__)
 #: For this long after the broker failed a send, submissions answer 503 without trying it (one WARNING
 #: says when an outage starts and one when it ends, instead of a traceback per request).
 FAST_FAIL_SECONDS = 1.0
+#: Seconds a client refused for a full backlog is asked to wait: the backlog is counted live, so room
+#: shows as soon as tasks finish.
+BACKPRESSURE_RETRY_AFTER = 2
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -78,11 +80,12 @@ class Accepter:
         hooks: Hooks,
         *,
         max_backlog: int,
-        backlog_cache_seconds: float = 1.0,
         rate_limit: float = 0.0,
         rate_burst: int = 100,
     ) -> None:
-        """``rate_limit`` tasks per second each caller may submit (0: none), ``rate_burst`` at once."""
+        """``max_backlog`` unfinished tasks at most (admission is counted in Valkey with the tasks'
+        records, so it holds across instances); ``rate_limit`` tasks per second each caller may submit
+        (0: none), ``rate_burst`` at once."""
         self._rate_limit = rate_limit
         self._rate_burst = rate_burst
         self._broker = broker
@@ -90,9 +93,6 @@ class Accepter:
         self._registry = registry
         self._hooks = hooks
         self._max_backlog = max_backlog
-        self._backlog_cache_seconds = backlog_cache_seconds
-        self._backlog_checked = 0.0
-        self._backlog_total = 0
         self._broker_outage = Outage("The broker")
 
     async def accept(self, body: bytes, idempotency_key: str | None = None, caller: str = "") -> Accepted:
@@ -100,7 +100,6 @@ class Accepter:
         submission = parse_submission(body, self._registry)
         if self._rate_limit > 0:
             await self._check_rate(caller or "anonymous", len(submission.envelopes))
-        await self._check_backpressure()
         envelopes = submission.envelopes
         ids = [e.id for e in envelopes]
         if self._broker_outage.failed_within(FAST_FAIL_SECONDS):
@@ -134,8 +133,14 @@ class Accepter:
         self, envelopes: list[TaskEnvelope], ids: list[str], is_batch: bool
     ) -> Accepted:
         with self._hooks.store_call("record_accepted", ids):
-            await self._store.record_accepted(envelopes, self._hooks.trace_id())
-        messages = [OutgoingMessage(e.id, e.encode(), scheduled_at=_when(e)) for e in envelopes]
+            admitted, backlog = await self._store.record_accepted(
+                envelopes, self._hooks.trace_id(), max_backlog=self._max_backlog
+            )
+        if not admitted:
+            raise BackpressureError(backlog, self._max_backlog, retry_after=BACKPRESSURE_RETRY_AFTER)
+        messages = [
+            OutgoingMessage(e.id, e.encode(), scheduled_at=_when(e), priority=e.priority) for e in envelopes
+        ]
         try:
             with self._hooks.sending(self._broker.system, self._broker.queue, messages) as traced:
                 await self._broker.send_batch(traced)
@@ -159,13 +164,3 @@ class Accepter:
         taken, value, reset = await self._store.take_rate(caller, tasks, self._rate_limit, self._rate_burst)
         if not taken:
             raise RateLimitedError(value, self._rate_limit, self._rate_burst, reset)
-
-    async def _check_backpressure(self) -> None:
-        # The snapshot changes every 30 s; reading it once a second keeps Valkey off the hot path.
-        now = time.monotonic()
-        if now - self._backlog_checked > self._backlog_cache_seconds:
-            snapshot = await self._store.load_backlog()
-            self._backlog_total = snapshot.total if snapshot else 0
-            self._backlog_checked = now
-        if self._backlog_total > self._max_backlog:
-            raise BackpressureError(self._backlog_total, self._max_backlog, retry_after=30)

@@ -75,7 +75,8 @@ class Pipeline:
         return {"valkey": valkey_ok, "broker": broker_ok}
 
     async def snapshot_backlog(self) -> Backlog | None:
-        """Read the backlog from the broker, keep it in Valkey (stats, backpressure), and report it.
+        """Read the backlog from the broker, keep it in Valkey (stats), reconcile the live backlog that
+        admission counts with it, and report it.
 
         None while the broker or Valkey is unreachable: the snapshot is skipped (one WARNING when the
         outage starts and one when it ends, not a traceback every time the timer fires).
@@ -83,10 +84,13 @@ class Pipeline:
         try:
             backlog = await self.broker.backlog()
             await self.store.save_backlog(backlog)
+            before, after = await self.store.reconcile_backlog(backlog.total)
         except (BrokerError, StoreError) as exc:
             self._backlog_outage.failed(exc)
             return None
         self._backlog_outage.recovered()
+        if before != after:
+            log.info("Live backlog reconciled from %d to %d unfinished tasks", before, after)
         self.hooks.backlog(backlog)
         return backlog
 

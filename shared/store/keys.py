@@ -4,7 +4,10 @@
 ``tp:{second}`` per-second processed counts; ``backlog`` snapshot; ``cache:{digest}`` results and
 ``cache:index`` (sorted by expiry, to count live keys); ``idem:{key}`` ids; ``dead-letters`` the last
 reasons for undecodable messages; ``idx:all``, ``idx:s:{status}`` and ``idx:t:{type}`` the task ids
-scored by submission time, for listings (kept by :mod:`shared.store.scripts`, trimmed to the status TTL).
+scored by submission time, for listings (kept by :mod:`shared.store.scripts`, trimmed to the status TTL);
+``counters`` field ``unfinished`` the live backlog admission counts; ``rate:{caller}`` a caller's GCRA
+time; ``running:{type}``, ``type-rate:{type}`` and ``type-returns:{type}`` a task type's fleet-wide
+limits (:mod:`shared.store.limits`).
 """
 
 from __future__ import annotations

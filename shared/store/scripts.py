@@ -11,6 +11,13 @@ from shared.store.keys import INDEX, TASK_PREFIX
 # by when it was submitted, so listings are newest first).
 _INDEX = f"""
 local function task_id(key) return string.sub(key, {len(TASK_PREFIX) + 1}) end
+-- The live backlog: tasks accepted and not yet in a final status, kept with every status change.
+local function final(status)
+  return status == 'succeeded' or status == 'dead-lettered' or status == 'cancelled' or status == 'expired'
+end
+local function finished(counters, was)
+  if not final(was) then redis.call('HINCRBY', counters, 'unfinished', -1) end
+end
 local function move(key, from, to, score)
   local id = task_id(key)
   if from and from ~= to then redis.call('ZREM', '{INDEX}s:' .. from, id) end
@@ -24,7 +31,7 @@ _BEGIN = (
     _INDEX
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'succeeded' or status == 'dead-lettered' or status == 'cancelled' then
+if final(status) then
   return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), false}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -39,20 +46,27 @@ return {status or 'unknown', attempts, cached}
 )
 
 # KEYS: counters, then one task hash per task; ARGV: ttl, the submission's trace id ('' untraced),
-# its time, then per task its type, when it is due ('' for at once), when it expires ('' never) and its
-# payload (JSON).
+# its time, the backlog limit (0: none), then per task its type, when it is due ('' for at once), when
+# it expires ('' never), its payload (JSON) and its priority. Admission and the count are one step:
+# while the live backlog is at the limit nothing is recorded, so it never exceeds the limit by more
+# than one batch.
+# Returns {1, the backlog with these tasks} or {0, the backlog that refused them}.
 _ACCEPT = (
     _INDEX
     + """
+local unfinished = tonumber(redis.call('HGET', KEYS[1], 'unfinished') or '0')
+local limit = tonumber(ARGV[4])
+if limit > 0 and unfinished >= limit then return {0, unfinished} end
 local per_type = {}
 local submitted = ARGV[3]
 for i = 2, #KEYS do
-  local at = 4 * i - 4
+  local at = 5 * i - 5
   local task_type = ARGV[at]
   local status = 'queued'
   redis.call('HSET', KEYS[i], 'type', task_type, 'attempts', 0, 'submitted_at', submitted,
              'payload', ARGV[at + 3])
   if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[i], 'expires_at', ARGV[at + 2]) end
+  if ARGV[at + 4] ~= 'normal' then redis.call('HSET', KEYS[i], 'priority', ARGV[at + 4]) end
   if ARGV[2] ~= '' then redis.call('HSET', KEYS[i], 'trace_id', ARGV[2]) end
   if ARGV[at + 1] ~= '' then
     status = 'scheduled'
@@ -73,13 +87,14 @@ for task_type, _ in pairs(per_type) do
   redis.call('ZREMRANGEBYSCORE', 'tl:idx:t:' .. task_type, '-inf', oldest)
 end
 redis.call('HINCRBY', KEYS[1], 'accepted', #KEYS - 1)
+redis.call('HINCRBY', KEYS[1], 'unfinished', #KEYS - 1)
 for task_type, count in pairs(per_type) do
   redis.call('HINCRBY', KEYS[1], 'accepted:' .. task_type, count)
 end
 local this_second = 'tl:ta:' .. math.floor(tonumber(submitted))
 redis.call('INCRBY', this_second, #KEYS - 1)
 redis.call('EXPIRE', this_second, 120)
-return #KEYS - 1
+return {1, unfinished + #KEYS - 1}
 """
 )
 
@@ -90,6 +105,7 @@ _SUCCEED = (
     _INDEX
     + """
 local previous = redis.call('HGET', KEYS[1], 'status')
+finished(KEYS[2], previous)
 redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[4], 'finished_at', ARGV[1])
 move(KEYS[1], previous, 'succeeded', redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
 redis.call('HDEL', KEYS[1], 'error', 'traceback', 'retry_at', 'envelope')
@@ -120,8 +136,12 @@ _FAIL = (
     _INDEX
     + """
 local status = 'failed'
-if ARGV[5] == '1' then status = 'dead-lettered' end
-move(KEYS[1], redis.call('HGET', KEYS[1], 'status'), status,
+local previous = redis.call('HGET', KEYS[1], 'status')
+if ARGV[5] == '1' then
+  status = 'dead-lettered'
+  finished(KEYS[2], previous)
+end
+move(KEYS[1], previous, status,
      redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
 redis.call('HSET', KEYS[1], 'status', status, 'error', ARGV[4], 'finished_at', ARGV[1],
            'traceback', ARGV[6], 'envelope', ARGV[8])
@@ -152,6 +172,7 @@ move(KEYS[1], status, 'queued', redis.call('HGET', KEYS[1], 'submitted_at') or '
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0)
 redis.call('HDEL', KEYS[1], 'retry_at', 'envelope', 'finished_at')
 redis.call('HINCRBY', KEYS[2], 'redriven', 1)
+if final(status) then redis.call('HINCRBY', KEYS[2], 'unfinished', 1) end
 return {status, envelope}
 """
 )
@@ -165,6 +186,7 @@ if status ~= 'queued' and status ~= 'scheduled' then return status end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 move(KEYS[1], status, 'cancelled', redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+finished(KEYS[2], status)
 return status
 """
 )
@@ -180,6 +202,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 move(KEYS[1], status ~= '' and status, 'expired', redis.call('HGET', KEYS[1], 'submitted_at') or ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'expired', 1)
 redis.call('HINCRBY', KEYS[2], 'expired:' .. ARGV[2], 1)
+finished(KEYS[2], status)
 return status
 """
 )
@@ -200,6 +223,22 @@ end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1)
 return {1, tostring(math.floor((now - allow_at) / interval)), tostring(new_tat - now)}
 """
+# The timer's reconciliation of the live backlog: the tasks the status indexes hold as not finished
+# (entries past the status TTL go first), or the broker's own count when it holds more (Valkey lost
+# writes). KEYS: counters, the queued, scheduled, running and failed indexes; ARGV: the broker's count,
+# the oldest submission time still kept. Returns {the count before, the count now}.
+_RECONCILE = """
+local kept = 0
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[2])
+  kept = kept + redis.call('ZCARD', KEYS[i])
+end
+local before = tonumber(redis.call('HGET', KEYS[1], 'unfinished') or '0')
+local now = math.max(kept, tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], 'unfinished', now)
+return {before, now}
+"""
 BEGIN, ACCEPT, SUCCEED, FAIL = Script(_BEGIN), Script(_ACCEPT), Script(_SUCCEED), Script(_FAIL)
 RATE = Script(_RATE)
 REDRIVE, CANCEL, LAPSE = Script(_REDRIVE), Script(_CANCEL), Script(_LAPSE)
+RECONCILE = Script(_RECONCILE)

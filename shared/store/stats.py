@@ -76,6 +76,7 @@ async def snapshot(client: valkey.Valkey) -> dict[str, Any]:
     hits, misses = counters.get("cache_hits", 0), counters.get("cache_misses", 0)
     return {
         "backlog": backlog,
+        "admission": {"unfinished": counters.get("unfinished", 0)},
         "totals": {name: counters.get(name, 0) for name in TOTALS},
         "per_type": _per_type(counters),
         "throughput": {
@@ -109,8 +110,9 @@ TOTALS = (
     "redriven",
     "cancelled",
     "expired",
+    "throttled",
 )
-PER_TYPE = ("accepted", "processed", "failed", "dead_lettered", "expired")
+PER_TYPE = ("accepted", "processed", "failed", "dead_lettered", "expired", "throttled")
 
 
 def _per_type(counters: dict[str, int]) -> dict[str, dict[str, int]]:

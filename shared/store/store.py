@@ -26,15 +26,26 @@ from shared.store import listing, stats
 from shared.store.batching import Coalescer, FastConnection
 from shared.store.histogram import bucket
 from shared.store.idempotency import CLAIM, COMPLETE, PENDING_TTL, Claim, fingerprint, key_name
-from shared.store.keys import BACKLOG, CACHE_INDEX, COUNTERS, DEAD_LETTERS, IDEMPOTENCY_TTL, P, task_key
-from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, LAPSE, RATE, REDRIVE, SUCCEED
+from shared.store.keys import (
+    ALL_TASKS,
+    BACKLOG,
+    CACHE_INDEX,
+    COUNTERS,
+    DEAD_LETTERS,
+    IDEMPOTENCY_TTL,
+    P,
+    status_index,
+    task_key,
+    type_index,
+)
+from shared.store.scripts import ACCEPT, BEGIN, CANCEL, FAIL, LAPSE, RATE, RECONCILE, REDRIVE, SUCCEED
 from shared.store.stats import Figures
 
 log = logging.getLogger(__name__)
 
 _STATUSES = frozenset(TaskStatus)
 #: What a task that never started may be: unknown (its status expired), queued or scheduled.
-_NOT_STARTED = frozenset({"", "queued", "scheduled"})
+_NOT_STARTED = frozenset({"", "queued", "scheduled", "expired"})
 _PAYLOAD = msgspec.json.Encoder()
 
 
@@ -55,9 +66,8 @@ class Store:
         )
         self._client: valkey.Valkey = valkey.Valkey.from_pool(pool)
         self._status_ttl = status_ttl
-        self._batched = Coalescer(
-            self._client, (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, LAPSE, RATE, CLAIM, COMPLETE)
-        )
+        scripts = (BEGIN, ACCEPT, SUCCEED, FAIL, REDRIVE, CANCEL, LAPSE, RATE, RECONCILE, CLAIM, COMPLETE)
+        self._batched = Coalescer(self._client, scripts)
 
     @property
     def client(self) -> valkey.Valkey:
@@ -83,30 +93,42 @@ class Store:
         except (ValkeyError, OSError) as exc:
             raise StoreError(f"Valkey is not reachable: {exc}") from exc
 
-    async def record_accepted(self, envelopes: Sequence[TaskEnvelope], trace_id: str = "") -> None:
-        """Mark each task queued (or scheduled, when delayed) and count it; one round trip for the whole
-        submission.
+    async def record_accepted(
+        self, envelopes: Sequence[TaskEnvelope], trace_id: str = "", *, max_backlog: int = 0
+    ) -> tuple[bool, int]:
+        """Mark each task queued (or scheduled, when delayed) and count it into the live backlog, unless
+        that is at ``max_backlog`` already (0: no limit); one round trip for the whole submission.
+        Whether they were recorded, and the live backlog (with them, or the one that refused them).
 
         Written before the send, so a consumer quicker than this write cannot be overwritten by it;
         :meth:`forget_accepted` undoes it when the broker refuses the messages.
         """
-        args: list[Any] = [self._status_ttl, trace_id, envelopes[0].submitted_at]
+        args: list[Any] = [self._status_ttl, trace_id, envelopes[0].submitted_at, max_backlog]
         for e in envelopes:
             args += [
                 e.type,
                 "" if e.not_before is None else e.not_before,
                 "" if e.expires_at is None else e.expires_at,
                 _PAYLOAD.encode(e.payload),
+                e.priority,
             ]
-        await self._send([ACCEPT.command([COUNTERS, *(task_key(e.id) for e in envelopes)], args)])
+        ((admitted, unfinished),) = await self._send(
+            [ACCEPT.command([COUNTERS, *(task_key(e.id) for e in envelopes)], args)]
+        )
+        return bool(int(admitted)), int(unfinished)
 
     async def forget_accepted(self, envelopes: Sequence[TaskEnvelope]) -> None:
         """Undo :meth:`record_accepted` for tasks the broker did not take."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.delete(*(task_key(e.id) for e in envelopes))
+        pipe = self._client.pipeline(transaction=True)
+        ids = [e.id for e in envelopes]
+        pipe.delete(*(task_key(i) for i in ids))
+        for index in (ALL_TASKS, status_index("queued"), status_index("scheduled")):
+            pipe.zrem(index, *ids)
         pipe.hincrby(COUNTERS, "accepted", -len(envelopes))
+        pipe.hincrby(COUNTERS, "unfinished", -len(envelopes))
         for e in envelopes:
             pipe.hincrby(COUNTERS, f"accepted:{e.type}", -1)
+            pipe.zrem(type_index(e.type), e.id)
         await self._run(pipe)
 
     async def begin(self, attempts: Sequence[tuple[TaskEnvelope, str | None]]) -> list[Attempt]:
@@ -242,7 +264,8 @@ class Store:
 
     async def lapse(self, envelopes: Sequence[TaskEnvelope]) -> list[bool]:
         """Mark tasks that never started and are past their expiry ``expired``; for each, whether it
-        lapsed (False when it had started: an attempt that began before its expiry goes on)."""
+        lapsed, now or earlier (False when it had started: an attempt that began before its expiry goes
+        on)."""
         now, ttl = time.time(), self._status_ttl
         commands = [LAPSE.command([task_key(e.id), COUNTERS], [now, e.type, ttl]) for e in envelopes]
         found = await self._send(commands)
@@ -281,8 +304,17 @@ class Store:
             "dead_lettered": backlog.dead_lettered,
             "scheduled": backlog.scheduled,
             "taken_at": backlog.taken_at,
+            "lanes": dict(backlog.lanes) if backlog.lanes is not None else None,
         }
         await self._run_one(self._client.set(BACKLOG, json.dumps(document)))
+
+    async def reconcile_backlog(self, broker_count: int) -> tuple[int, int]:
+        """Set the live backlog to what the status indexes hold as unfinished, or to ``broker_count``
+        when the broker holds more; (before, after)."""
+        keys = [COUNTERS, *(status_index(s) for s in ("queued", "scheduled", "running", "failed"))]
+        oldest = time.time() - self._status_ttl
+        ((before, after),) = await self._send([RECONCILE.command(keys, [broker_count, oldest])])
+        return int(before), int(after)
 
     async def load_backlog(self) -> Backlog | None:
         raw = await self._run_one(self._client.get(BACKLOG))
