@@ -1,4 +1,4 @@
-"""The app's task types: ``echo``, ``add``, ``sleep``, ``cpu`` and ``fail``, in :data:`registry`.
+"""The app's task types, in :data:`registry`: ``echo``, ``add``, ``sleep``, ``cpu``, ``fail``, ``api_call``.
 
 The composition root is handed this registry explicitly; add a type by decorating an async function
 here (or in a module imported here) with ``@registry.task``.
@@ -47,6 +47,12 @@ class FailPayload(msgspec.Struct, forbid_unknown_fields=True):
     permanent: bool = False
 
 
+class ApiCallPayload(msgspec.Struct, forbid_unknown_fields=True):
+    """How long the call takes (seconds)."""
+
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.05
+
+
 class TaskHandlerError(RuntimeError):
     """What ``fail`` raises."""
 
@@ -81,3 +87,11 @@ async def fail(payload: FailPayload) -> None:
     if payload.permanent:
         raise PermanentError(payload.reason)
     raise TaskHandlerError(payload.reason)
+
+
+@registry.task("api_call", timeout=10, max_attempts=3, rate_limit="10/s", concurrency=4)
+async def api_call(payload: ApiCallPayload) -> float:
+    """Stands in for a call to a service that allows 10 calls a second, 4 at a time: it only waits
+    ``seconds``, but the fleet keeps to those limits as it would for the real service."""
+    await asyncio.sleep(payload.seconds)
+    return payload.seconds

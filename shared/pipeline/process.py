@@ -1,7 +1,8 @@
 """Process deliveries: each one decided on its own, whatever else arrived in its batch.
 
-Decode, put off what is not due yet, skip what already finished, serve cached results, run the
-handler with its timeout, and record every outcome of the invocation in one Valkey round trip. Then
+Decode, put off what is not due yet, let a type's fleet-wide limits say when its tasks start
+(:mod:`shared.store.limits`), skip what already finished, serve cached results, run the handler with
+its timeout, and record every outcome of the invocation in one Valkey round trip. Then
 settle each delivery through the broker: a failed attempt with attempts left is re-sent to arrive
 after its backoff, and the delivery is done with; one out of attempts (or that raised
 :class:`~shared.pipeline.registry.PermanentError`), and a message that is not a task at all, go to the
@@ -20,7 +21,7 @@ import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from shared.pipeline.outcome import Attempt, Outcome, cache_key
 from shared.pipeline.patience import Outage, patiently
 from shared.pipeline.registry import PermanentError, Registry, TaskType
 from shared.pipeline.status import TaskStatus
+from shared.store.limits import Admission, Answer, TypeLimits
 from shared.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ STORE_PATIENCE = 20.0
 BROKER_PATIENCE = 10.0
 #: How far they are put off then.
 STORE_OUTAGE_DELAY = 30.0
+#: The longest a delivery over its type's limits waits in process for its turn or a free slot; past
+#: it, the delivery is put off through the broker (whose waits are coarser: RabbitMQ's start at 1 s).
+LIMITS_HOLD = 1.0
 #: The most of a handler's traceback kept in the task's status.
 TRACEBACK_CHARS = 4000
 
@@ -85,10 +90,12 @@ class Processor:
         store_patience: float = STORE_PATIENCE,
         broker_patience: float = BROKER_PATIENCE,
         clock: Callable[[], float] = time.time,
+        limits: TypeLimits | None = None,
     ) -> None:
         """``clock`` tells the time (epoch s): when a task is due and when its next attempt is."""
         self._clock = clock
         self._store = store
+        self._limits = limits or TypeLimits(store.client)
         self._broker = broker
         self._registry = registry
         self._hooks = hooks
@@ -135,30 +142,132 @@ class Processor:
                     plans.append(plan)
         for plan, decision in zip(early, await self._put_off(early, None, deliveries), strict=True):
             decisions[plan.position] = decision
-        if plans:
-            for position, decision in (await self._run_plans(plans, deliveries, scope)).items():
+        limited = [p for p in plans if p.task_type is not None and p.task_type.limited]
+        free = [p for p in plans if p.task_type is None or not p.task_type.limited]
+        runs = [self._run_plans(free, deliveries, scope)] if free else []
+        if limited:
+            runs.append(self._run_limited(limited, deliveries, scope))
+        for found in await asyncio.gather(*runs):
+            for position, decision in found.items():
                 decisions[position] = decision
         return [d for d in decisions if d is not None]
 
-    async def _lapse(
-        self, expired: list[_Plan], deliveries: Sequence[Delivery], decisions: list[Decision | None]
-    ) -> list[_Plan]:
-        """Mark the tasks past their expiry that never started ``expired`` (decided: not run); the
-        others, later attempts of tasks that started in time, to run."""
-        lapsed = await self._patiently(lambda: self._store.lapse([plan.envelope for plan in expired]))
-        go_on = []
-        for plan, gone in zip(expired, lapsed, strict=True):
-            if not gone:
-                go_on.append(plan)
-                continue
-            envelope = plan.envelope
-            log.info("Task %s (%s) expired before it started; not run", envelope.id, envelope.type)
-            decisions[plan.position] = Decision(deliveries[plan.position], Verdict.COMPLETED, "expired")
-        return go_on
-
-    async def _run_plans(
+    async def _run_limited(
         self, plans: list[_Plan], deliveries: Sequence[Delivery], scope: ProcessScope
     ) -> dict[int, Decision]:
+        """Run tasks of limited types as their limits allow: each at its turn when that is near, the
+        others put off until their wait is over; never begun before, so never an attempt."""
+        try:
+            admissions = await self._admit(plans, LIMITS_HOLD)
+        except StoreError:
+            return await self._until_valkey_is_back(plans, deliveries)
+        turns: dict[float, list[_Plan]] = {}
+        refused: list[tuple[_Plan, float]] = []
+        polls = []
+        for plan, admission in zip(plans, admissions, strict=True):
+            if admission.answer is Answer.GO:
+                turns.setdefault(admission.wait, []).append(plan)
+            elif admission.answer is Answer.AGAIN:
+                polls.append(self._poll(plan, admission, deliveries, scope))
+            else:
+                refused.append((plan, admission.wait))
+        found = await asyncio.gather(
+            self._put_off_each(refused, deliveries),
+            *(self._at_turn(wait, group, deliveries, scope) for wait, group in turns.items()),
+            *polls,
+        )
+        return {position: decision for each in found for position, decision in each.items()}
+
+    async def _poll(
+        self, plan: _Plan, admission: Admission, deliveries: Sequence[Delivery], scope: ProcessScope
+    ) -> dict[int, Decision]:
+        """Every slot of the task's type is taken: look again until one frees or the hold is spent."""
+        held = 0.0
+        while admission.answer is Answer.AGAIN:
+            await asyncio.sleep(admission.wait)
+            held += admission.wait
+            try:
+                (admission,) = await self._admit([plan], max(LIMITS_HOLD - held, 0.0))
+            except StoreError:
+                return await self._until_valkey_is_back([plan], deliveries)
+        if admission.answer is Answer.GO:
+            return await self._at_turn(admission.wait, [plan], deliveries, scope)
+        return await self._put_off_each([(plan, admission.wait)], deliveries)
+
+    async def _admit(self, plans: Sequence[_Plan], hold: float) -> list[Admission]:
+        tasks = [(plan.envelope.id, plan.task_type) for plan in plans if plan.task_type is not None]
+        with self._hooks.store_call("admit", [task_id for task_id, _ in tasks]):
+            return await self._patiently(lambda: self._limits.admit(tasks, hold))
+
+    async def _at_turn(
+        self, wait: float, plans: list[_Plan], deliveries: Sequence[Delivery], scope: ProcessScope
+    ) -> dict[int, Decision]:
+        """Run admitted tasks when their turn comes (a rate's turns are an interval apart)."""
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return await self._run_plans(plans, deliveries, scope, release=True)
+
+    async def _put_off_each(
+        self, refused: Sequence[tuple[_Plan, float]], deliveries: Sequence[Delivery]
+    ) -> dict[int, Decision]:
+        """Put each task off for its own wait; it may not run before then (``not_before``), so an early
+        return from a broker's wait queue is put off again without asking the limits."""
+        now = self._clock()
+        later = []
+        for plan, wait in refused:
+            log.debug(
+                "Task %s (%s) is over its type's limits; put off %.2fs",
+                plan.envelope.id,
+                plan.envelope.type,
+                wait,
+            )
+            later.append(
+                replace(plan, envelope=msgspec.structs.replace(plan.envelope, not_before=now + wait))
+            )
+        decided = await self._put_off(later, None, deliveries)
+        return {plan.position: decision for plan, decision in zip(later, decided, strict=True)}
+
+    async def _until_valkey_is_back(
+        self, plans: Sequence[_Plan], deliveries: Sequence[Delivery]
+    ) -> dict[int, Decision]:
+        """Nothing was started: no attempt of any task. Put them off until Valkey is back."""
+        later = self._clock() + STORE_OUTAGE_DELAY
+        decided = await self._put_off(plans, later, deliveries)
+        return {plan.position: decision for plan, decision in zip(plans, decided, strict=True)}
+
+    async def _release(self, plans: Sequence[_Plan]) -> None:
+        """Give back the concurrency slots of admitted tasks; a failure only leaves them to lapse."""
+        try:
+            await self._limits.release([(p.envelope.id, p.task_type) for p in plans if p.task_type])
+        except StoreError as exc:
+            ids = ", ".join(p.envelope.id for p in plans)
+            log.warning("Tasks %s keep their concurrency slots until the lease lapses: %s", ids, exc)
+
+    async def _run_plans(
+        self,
+        plans: list[_Plan],
+        deliveries: Sequence[Delivery],
+        scope: ProcessScope,
+        *,
+        release: bool = False,
+    ) -> dict[int, Decision]:
+        """Begin, run and record the tasks, then settle each; with ``release``, their concurrency slots
+        are given back once their outcomes are recorded, or once it is clear they will not run."""
+        try:
+            decisions, outcomes = await self._run_and_record(plans, deliveries, scope)
+        finally:
+            if release:
+                await self._release(plans)
+        positions = {plan.envelope.id: plan.position for plan in plans}
+        for outcome, (verdict, reason) in zip(outcomes, await self._settle(outcomes), strict=True):
+            position = positions[outcome.envelope.id]
+            decisions[position] = Decision(deliveries[position], verdict, reason)
+        return decisions
+
+    async def _run_and_record(
+        self, plans: list[_Plan], deliveries: Sequence[Delivery], scope: ProcessScope
+    ) -> tuple[dict[int, Decision], list[Outcome]]:
+        """The decisions taken without running, and the recorded outcomes still to settle."""
         ids = [plan.envelope.id for plan in plans]
         decisions: dict[int, Decision] = {}
         try:
@@ -167,11 +276,7 @@ class Processor:
                     lambda: self._store.begin([(plan.envelope, plan.cache) for plan in plans])
                 )
         except StoreError:
-            # Nothing was started: no attempt of any task. Put them off until Valkey is back.
-            later = self._clock() + STORE_OUTAGE_DELAY
-            for plan, decision in zip(plans, await self._put_off(plans, later, deliveries), strict=True):
-                decisions[plan.position] = decision
-            return decisions
+            return await self._until_valkey_is_back(plans, deliveries), []
         runs = []
         for plan, attempt in zip(plans, attempts, strict=True):
             settled = _already_settled(plan.envelope, attempt)
@@ -181,8 +286,7 @@ class Processor:
                 decisions[plan.position] = Decision(deliveries[plan.position], settled)
         outcomes = list(await asyncio.gather(*runs))
         if not outcomes:
-            return decisions
-        positions = {plan.envelope.id: plan.position for plan in plans}
+            return decisions, []
         try:
             with self._hooks.store_call("record", [o.envelope.id for o in outcomes]):
                 await self._patiently(lambda: self._store.record(outcomes))
@@ -190,15 +294,13 @@ class Processor:
             # The handlers ran but Valkey never heard: hand the messages back (a later delivery may run
             # a task again, which at-least-once allows; the outage was longer than the patience).
             log.error("Valkey stayed unreachable; %d finished tasks are handed back: %s", len(outcomes), exc)
+            positions = {plan.envelope.id: plan.position for plan in plans}
             for outcome in outcomes:
                 position = positions[outcome.envelope.id]
                 decisions[position] = Decision(deliveries[position], Verdict.REDELIVER, str(exc))
-            return decisions
+            return decisions, []
         self._hooks.recorded(outcomes)
-        for outcome, (verdict, reason) in zip(outcomes, await self._settle(outcomes), strict=True):
-            position = positions[outcome.envelope.id]
-            decisions[position] = Decision(deliveries[position], verdict, reason)
-        return decisions
+        return decisions, outcomes
 
     async def _patiently(self, call: Callable[[], Awaitable[_T]]) -> _T:
         return await patiently(call, self._valkey, (StoreError,), self._patience)
@@ -399,6 +501,9 @@ def _already_settled(envelope: TaskEnvelope, attempt: Attempt) -> Verdict | None
     if attempt.previous_status is TaskStatus.CANCELLED:
         log.info("Task %s was cancelled; its message is dropped", envelope.id)
         return Verdict.COMPLETED
+    if attempt.previous_status is TaskStatus.EXPIRED:
+        log.info("Task %s expired before it started; its message is dropped", envelope.id)
+        return Verdict.COMPLETED
     return None
 
 
@@ -410,6 +515,7 @@ def _later(envelope: TaskEnvelope, now: float) -> OutgoingMessage:
         f"{envelope.id}.later.{int(due * 1000)}",
         envelope.encode(),
         scheduled_at=datetime.fromtimestamp(due, UTC),
+        priority=envelope.priority,
     )
 
 
@@ -421,6 +527,7 @@ def _retry_message(outcome: Outcome) -> OutgoingMessage:
         f"{envelope.id}.{outcome.attempt + 1}",
         envelope.encode(),
         scheduled_at=datetime.fromtimestamp(outcome.retry_at, UTC) if outcome.retry_at else None,
+        priority=envelope.priority,
     )
 
 
@@ -433,6 +540,7 @@ def _dead_letter_message(outcome: Outcome) -> OutgoingMessage:
             DEAD_LETTER_REASON: outcome.reason or "TaskFailed",
             DEAD_LETTER_DESCRIPTION: (outcome.error or "")[:1000],
         },
+        priority=envelope.priority,
     )
 
 

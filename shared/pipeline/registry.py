@@ -11,6 +11,11 @@ Schema for the OpenAPI document::
     @tasks.task("add", timeout=5, max_attempts=3, cache_ttl=300)
     async def add(payload: AddPayload) -> float:
         return payload.x + payload.y
+
+A handler that calls a rate-limited service says so, and the whole fleet keeps to it
+(:mod:`shared.store.limits`)::
+
+    @tasks.task("geocode", rate_limit="10/s", concurrency=2)
 """
 
 from __future__ import annotations
@@ -37,6 +42,17 @@ MAX_ATTEMPTS_LIMIT = 5
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_RATE = re.compile(r"^(?P<count>[0-9]+(?:\.[0-9]+)?)/(?P<unit>[smh])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_rate(text: str) -> float:
+    """Tasks per second of a rate such as ``"10/s"``, ``"600/m"`` or ``"0.5/s"``; ValueError otherwise."""
+    match = _RATE.match(text.strip())
+    count = float(match.group("count")) if match else 0.0
+    if match is None or count <= 0:
+        raise ValueError(f"rate_limit '{text}' is not a positive '<number>/s', '/m' or '/h' (e.g. '10/s')")
+    return count / _SECONDS[match.group("unit")]
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,24 @@ class TaskType:
     #: Seconds before the second attempt; it doubles after each failure, up to ``backoff_max``.
     backoff: float = 1.0
     backoff_max: float = 300.0
+    #: The fleet-wide limits as declared (``"10/s"``), in tasks per second, and how many may run at once.
+    rate_limit: str | None = None
+    rate_per_second: float | None = None
+    concurrency: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether its deliveries must ask :mod:`shared.store.limits` before they run."""
+        return self.rate_per_second is not None or self.concurrency is not None
+
+    def limits(self) -> dict[str, str | int]:
+        """Its limits as declared, the unset left out: ``{"rate_limit": "10/s", "concurrency": 4}``."""
+        found: dict[str, str | int] = {}
+        if self.rate_limit is not None:
+            found["rate_limit"] = self.rate_limit
+        if self.concurrency is not None:
+            found["concurrency"] = self.concurrency
+        return found
 
     def retry_delay(self, failed_attempt: int, jitter: float) -> float:
         """Seconds to wait after attempt ``failed_attempt`` (1-based) failed; ``jitter`` in ``[0, 1]``."""
@@ -112,11 +146,17 @@ class Registry:
         cache_ttl: int | None = None,
         backoff: float = 1.0,
         backoff_max: float = 300.0,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register an async handler whose one parameter's annotation is its payload schema.
 
         A failed attempt is retried after ``backoff`` seconds, doubling after each failure up to
         ``backoff_max`` (half of each wait is random, so failures do not come back in step).
+
+        ``rate_limit`` (``"10/s"``, ``"600/m"``, ``"0.5/s"``) and ``concurrency`` hold across every
+        instance: a delivery over either waits its turn or is put off, never failed and never counted
+        as an attempt.
         """
 
         def register(handler: Handler) -> Handler:
@@ -142,6 +182,9 @@ class Registry:
                 cache_ttl,
                 backoff,
                 backoff_max,
+                rate_limit,
+                _rate(task_name, rate_limit),
+                _concurrency(task_name, concurrency),
             )
             return handler
 
@@ -155,6 +198,23 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._types
+
+
+def _rate(name: str, rate_limit: str | None) -> float | None:
+    if rate_limit is None:
+        return None
+    try:
+        return parse_rate(str(rate_limit))  # str(): a number passed by mistake is named, not a crash
+    except ValueError as exc:
+        raise ConfigError(f"task type '{name}': {exc}") from exc
+
+
+def _concurrency(name: str, concurrency: int | None) -> int | None:
+    if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+        raise ConfigError(
+            f"task type '{name}': concurrency must be a whole number from 1, not {concurrency!r}"
+        )
+    return concurrency
 
 
 def _payload_type(name: str, handler: Handler) -> type[msgspec.Struct]:
