@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from shared.pipeline.registry import MAX_DELAY_SECONDS, Registry
+from shared.brokers.lanes import PRIORITIES
+from shared.pipeline.registry import MAX_DELAY_SECONDS, Registry, TaskType
 from shared.pipeline.status import TaskStatus
 from shared.pipeline.submission import MAX_TASKS_PER_SUBMISSION
 from shared.store.stats import PER_TYPE, TOTALS
@@ -111,6 +112,12 @@ def _response(answer: "Answer") -> dict[str, Any]:
     return found
 
 
+def _limits(task_type: TaskType) -> str:
+    parts = [f"at most {task_type.rate_limit}"] if task_type.rate_limit else []
+    parts += [f"{task_type.concurrency} at once"] if task_type.concurrency else []
+    return f"Fleet-wide: {' and '.join(parts)}; a delivery over the limit waits its turn (no attempt)"
+
+
 def _schemas(registry: Registry) -> dict[str, Any]:
     types = list(registry)
     payloads, components = msgspec.json.schema_components(
@@ -120,9 +127,15 @@ def _schemas(registry: Registry) -> dict[str, Any]:
         {
             "type": "object",
             "title": f"{t.name} task",
+            **({"description": _limits(t)} if t.limited else {}),
             "properties": {
                 "type": {"const": t.name},
                 "payload": schema,
+                "priority": {
+                    "enum": list(PRIORITIES),
+                    "default": "normal",
+                    "description": "Its lane: a high task waits only behind other high tasks",
+                },
                 "delay": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
                 "not_before": {"type": "string", "format": "date-time"},
                 "expires_in": {"type": "number", "minimum": 1, "maximum": MAX_DELAY_SECONDS},
@@ -153,6 +166,7 @@ def _schemas(registry: Registry) -> dict[str, Any]:
                 "type": {"type": "string"},
                 "status": {"enum": [s.value for s in TaskStatus]},
                 "attempts": {"type": "integer"},
+                "priority": {"enum": list(PRIORITIES)},
                 "submitted_at": _MAYBE_TIMESTAMP,
                 "started_at": _MAYBE_TIMESTAMP,
                 "finished_at": _MAYBE_TIMESTAMP,
@@ -211,7 +225,13 @@ _FIGURES: dict[str, Any] = {
             "scheduled": {"type": ["integer", "null"], "description": "Null where the broker cannot tell"},
             "taken_at": _UNIX_TIME,
             "age_seconds": {"type": "number", "description": "How old this snapshot is"},
-        }
+            "lanes": {
+                "type": ["object", "null"],
+                "description": "Active messages per priority lane",
+                "properties": {p: _COUNT for p in PRIORITIES},
+            },
+        },
+        "lanes",
     ),
     "Percentiles": _object(
         {name: {"type": ["number", "null"], "minimum": 0} for name in ("p50", "p90", "p95", "p99")}
@@ -222,6 +242,22 @@ _FIGURES: dict[str, Any] = {
             "backlog": {
                 "oneOf": [{"$ref": "#/components/schemas/Backlog"}, {"type": "null"}],
                 "description": "The last snapshot the backlog timer took; null before the first",
+            },
+            "admission": _object(
+                {
+                    "unfinished": _COUNT | {"description": "Tasks accepted and not finished, counted live"},
+                    "limit": _COUNT | {"description": "TASKS_MAX_BACKLOG: at it, submissions answer 429"},
+                }
+            ),
+            "limits": {
+                "type": "object",
+                "description": "Task type → its fleet-wide limits (types with none are left out)",
+                "additionalProperties": _object(
+                    {
+                        "rate_limit": {"type": ["string", "null"], "examples": ["10/s"]},
+                        "concurrency": {"type": ["integer", "null"], "minimum": 1},
+                    }
+                ),
             },
             "totals": _object(dict.fromkeys(TOTALS, _COUNT)),
             "per_type": {

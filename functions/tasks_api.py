@@ -319,13 +319,19 @@ async def redrive_dead_letters(req: func.HttpRequest, scope: RequestScope) -> fu
         "getStats",
         "GET",
         "stats",
-        "Backlog, totals, throughput, latency percentiles and cache figures",
+        "Backlog (per priority lane), admission, totals, throughput, latency percentiles, cache figures"
+        " and the task types' limits",
         {200: Answer("Pipeline figures", {"$ref": "#/components/schemas/Stats"})},
     ),
     raises=(StoreError,),
 )
 async def get_stats(req: func.HttpRequest, scope: RequestScope) -> func.HttpResponse:
-    return json_response(await pipeline().store.stats())
+    running = pipeline()
+    stats = await running.store.stats()
+    stats["admission"]["limit"] = running.settings.max_backlog
+    limited = [t for t in running.registry if t.limited]
+    stats["limits"] = {t.name: {"rate_limit": t.rate_limit, "concurrency": t.concurrency} for t in limited}
+    return json_response(stats)
 
 
 @routes.add(

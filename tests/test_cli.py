@@ -61,7 +61,7 @@ def tasks(host: RunningHost) -> dict[str, str]:
             "/api/tasks",
             json=[
                 {"type": "add", "payload": {"x": 40, "y": 2}},
-                {"type": "echo", "payload": {"message": "hi"}},
+                {"type": "echo", "payload": {"message": "hi"}, "priority": "high"},
                 {"type": "fail", "payload": {"permanent": True}},
             ],
         ).json()
@@ -84,7 +84,7 @@ def test_list_shows_each_task_in_an_aligned_table(host: RunningHost, tasks: dict
     # Then each id is a row with its type and status, under one header, columns lined up
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "TYPE", "STATUS", "ATTEMPTS", "AGE", "TOOK", "ERROR"]
+    assert lines[0].split() == ["ID", "TYPE", "STATUS", "PRIORITY", "ATTEMPTS", "AGE", "TOOK", "ERROR"]
     for name, status in (("add", "succeeded"), ("echo", "succeeded"), ("fail", "dead-lettered")):
         row = next(line for line in lines if line.startswith(tasks[name]))
         assert row.split()[1:3] == [name, status]
@@ -110,8 +110,18 @@ def test_stats_counts_what_was_processed(host: RunningHost, tasks: dict[str, str
     assert result.returncode == 0, result.stderr
     assert "3 accepted, 2 processed, 1 failed, 1 dead-lettered" in result.stdout
     per_type = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
-    assert per_type["add"] == ["1", "1", "0"]
+    assert per_type["add"] == ["1", "1", "0", "0", "-"]
     assert per_type["fail"][0] == "1"
+    assert "admission:   0 unfinished of 100000 admitted at most" in result.stdout
+    assert "lanes:" in result.stdout
+
+
+def test_show_and_list_name_a_tasks_priority(host: RunningHost, tasks: dict[str, str]) -> None:
+    shown = cli("tasks", "show", tasks["echo"], "--url", host.base_url, key=host.key)
+    assert "priority:   high" in shown.stdout
+    listed = cli("tasks", "list", "--url", host.base_url, key=host.key).stdout.splitlines()
+    row = next(line for line in listed if line.startswith(tasks["echo"]))
+    assert row.split()[3] == "high"
 
 
 def test_retry_then_redrive_then_purge_the_dead_letter(host: RunningHost, tasks: dict[str, str]) -> None:

@@ -49,7 +49,11 @@ WAVES = [
         {"type": "add", "payload": {"x": 40, "y": 2}},
         {"type": "cpu", "payload": {"iterations": 1000}},
     ],
-    [{"type": "sleep", "payload": {"seconds": 0.2}}, {"type": "echo", "payload": {"message": [1, 2]}}],
+    [
+        {"type": "sleep", "payload": {"seconds": 0.2}},
+        {"type": "echo", "payload": {"message": [1, 2]}, "priority": "high"},
+        {"type": "api_call", "payload": {"seconds": 0}, "priority": "low"},
+    ],
 ]
 
 
@@ -152,6 +156,11 @@ def test_the_dashboard_shows_and_acts_on_the_pipeline(host: RunningHost, browser
     expect(page.locator("#cache-hits")).to_have_text("1")
     expect(page.locator("#type-rows tr")).to_have_count(len({t["type"] for t in tasks.values()}))
     expect(page.locator("#kpi-dead")).to_have_text("1", timeout=8000)
+    expect(page.locator("#kpi-lanes")).to_have_text("high 0 · normal 0 · low 0", timeout=8000)
+    expect(page.locator("#kpi-unfinished")).to_have_text("0")
+    expect(page.locator("#kpi-limit")).to_contain_text("100,000")
+    limited = page.locator("#type-rows tr", has_text="api_call")
+    expect(limited).to_contain_text("10/s · 4 at once")
     expect(page.locator("#throughput-chart path.line.accepted")).to_have_count(1)
     shot("overview")
     page.emulate_media(color_scheme="dark")
@@ -169,6 +178,8 @@ def test_the_dashboard_shows_and_acts_on_the_pipeline(host: RunningHost, browser
     rows = page.locator("#task-rows tr")
     expect(rows).to_have_count(succeeded)
     assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.status)")) == {"succeeded"}
+    high_id = next(i for i, t in tasks.items() if t["type"] == "echo" and t.get("result") == [1, 2])
+    expect(page.locator(f'#task-rows tr[data-id="{high_id}"] td.priority')).to_have_text("high")
     shot("task-list")
     # and a result that looks like markup stays text
     markup_id = next(i for i, t in tasks.items() if t.get("result") == MARKUP)

@@ -8,7 +8,7 @@
   const PAGE = 50;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const STATUSES = ["queued", "scheduled", "running", "succeeded", "failed", "dead-lettered", "cancelled", "expired"];
-  const TOTALS = ["accepted", "processed", "failed", "dead_lettered", "redriven", "undecodable"];
+  const TOTALS = ["accepted", "processed", "failed", "dead_lettered", "redriven", "undecodable", "cancelled", "expired", "throttled"];
 
   // The key comes once as ?code= and then lives in this tab's sessionStorage, off the URL and history.
   const here = new URL(location.href);
@@ -221,6 +221,12 @@
     if (!stats) return;
     const backlog = stats.backlog;
     setText("kpi-active", backlog ? count(backlog.active) : "—");
+    const lanes = backlog && backlog.lanes;
+    setText("kpi-lanes", lanes ? `high ${count(lanes.high)} · normal ${count(lanes.normal)} · low ${count(lanes.low)}` : "active messages");
+    const admission = stats.admission;
+    setText("kpi-unfinished", count(admission.unfinished));
+    setText("kpi-limit", `of ${count(admission.limit)} admitted at most`);
+    byId("kpi-unfinished").parentElement.classList.toggle("full", admission.unfinished >= admission.limit);
     const scheduledKnown = backlog && backlog.scheduled !== null;
     setText("kpi-scheduled", scheduledKnown ? count(backlog.scheduled) : "—");
     setText("kpi-scheduled-sub", scheduledKnown || !backlog ? "waiting for their time" : "not counted by this broker");
@@ -258,11 +264,21 @@
             el("td", { class: "num", text: count(figures.accepted) }),
             el("td", { class: "num", text: count(figures.processed) }),
             el("td", { class: "num", text: count(figures.failed) }),
+            el("td", { class: "num opt", text: count(figures.throttled) }),
+            el("td", { class: "opt", text: limitsOf(stats.limits[type]) }),
             el("td", { class: "outcome opt" }, ratioBar(figures.processed, figures.failed, `${type}: succeeded against failed attempts`))))
-        : [el("tr", {}, el("td", { colspan: 5, class: "empty", text: "No task accepted yet." }))]),
+        : [el("tr", {}, el("td", { colspan: 7, class: "empty", text: "No task accepted yet." }))]),
     );
     lineChart(byId("backlog-chart"), [{ key: "active" }, { key: "scheduled" }, { key: "dead" }], "Backlog over the last minutes");
     lineChart(byId("throughput-chart"), [{ key: "accepted" }, { key: "processed" }, { key: "failed" }], "Tasks per second over the last minutes");
+  }
+
+  function limitsOf(limits) {
+    if (!limits) return "—";
+    const parts = [];
+    if (limits.rate_limit) parts.push(limits.rate_limit);
+    if (limits.concurrency) parts.push(`${limits.concurrency} at once`);
+    return parts.join(" · ");
   }
 
   function renderReadiness(ready) {
@@ -304,6 +320,7 @@
         el("td", {}, el("button", { type: "button", class: "link mono", title: task.id, text: shortId(task.id) })),
         el("td", { text: task.type || "—" }),
         el("td", {}, badge(task.status)),
+        el("td", { class: `opt priority ${task.priority || "normal"}`, text: task.priority || "normal" }),
         el("td", { class: "num opt", text: count(task.attempts) }),
         el("td", {}, when(task.submitted_at)),
         el("td", { class: "opt", text: seconds(between(task.started_at, task.finished_at)) }),
@@ -419,6 +436,7 @@
       fact("Type", task.type || "—"),
       fact("Status", task.status),
       fact("Attempts", count(task.attempts)),
+      fact("Priority", task.priority || "normal"),
       fact("Submitted", exact(task.submitted_at)),
       fact("Started", exact(task.started_at)),
       fact("Finished", exact(task.finished_at)),

@@ -102,6 +102,7 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
             task["id"],
             task.get("type"),
             task.get("status"),
+            task.get("priority", "normal"),
             task.get("attempts"),
             age(task.get("submitted_at"), now),
             span(task.get("started_at"), task.get("finished_at")),
@@ -111,7 +112,7 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
     ]
     print(
         table(
-            ("ID", "TYPE", "STATUS", "ATTEMPTS", "AGE", "TOOK", "ERROR"),
+            ("ID", "TYPE", "STATUS", "PRIORITY", "ATTEMPTS", "AGE", "TOOK", "ERROR"),
             rows,
             right=("ATTEMPTS", "AGE", "TOOK"),
         )
@@ -135,6 +136,7 @@ def _show(client: ApiClient, args: argparse.Namespace) -> int:
         ("type", task.get("type")),
         ("status", task.get("status")),
         ("attempts", task.get("attempts")),
+        ("priority", task.get("priority", "normal")),
         ("submitted", task.get("submitted_at")),
         ("started", task.get("started_at")),
         ("finished", task.get("finished_at")),
@@ -198,6 +200,7 @@ def render_stats(stats: dict[str, Any]) -> str:
     totals = stats["totals"]
     throughput = stats["throughput"]
     cache = stats["cache"]
+    admission = stats["admission"]
     ratio = f"{cache['hit_ratio']:.0%}" if cache.get("hit_ratio") is not None else "-"
     rows: list[tuple[str, object]] = [
         (
@@ -210,6 +213,12 @@ def render_stats(stats: dict[str, Any]) -> str:
             if backlog
             else "not taken yet (the backlog timer has not run)",
         ),
+        *(
+            [("lanes", ", ".join(f"{count} {lane}" for lane, count in backlog["lanes"].items()) + " active")]
+            if backlog and backlog.get("lanes")
+            else []
+        ),
+        ("admission", f"{admission['unfinished']} unfinished of {admission['limit']} admitted at most"),
         (
             "totals",
             ", ".join(f"{totals[name]} {name.replace('_', '-')}" for name in totals),
@@ -226,8 +235,16 @@ def render_stats(stats: dict[str, Any]) -> str:
     latency_rows = [
         (name.replace("_", " "), *(duration(latency[name][q]) for q in quantiles)) for name in latency
     ]
+    limits = stats.get("limits", {})
     per_type = [
-        (name, figures["accepted"], figures["processed"], figures["failed"])
+        (
+            name,
+            figures["accepted"],
+            figures["processed"],
+            figures["failed"],
+            figures.get("throttled", 0),
+            _limits(limits.get(name)),
+        )
         for name, figures in stats["per_type"].items()
     ]
     parts = [
@@ -239,12 +256,20 @@ def render_stats(stats: dict[str, Any]) -> str:
     if per_type:
         parts.append(
             table(
-                ("TYPE", "ACCEPTED", "PROCESSED", "FAILED"),
+                ("TYPE", "ACCEPTED", "PROCESSED", "FAILED", "THROTTLED", "LIMITS"),
                 per_type,
-                right=("ACCEPTED", "PROCESSED", "FAILED"),
+                right=("ACCEPTED", "PROCESSED", "FAILED", "THROTTLED"),
             )
         )
     return "\n\n".join(parts)
+
+
+def _limits(limits: dict[str, Any] | None) -> str | None:
+    if not limits:
+        return None
+    parts = [limits["rate_limit"]] if limits.get("rate_limit") else []
+    parts += [f"{limits['concurrency']} at once"] if limits.get("concurrency") else []
+    return ", ".join(parts)
 
 
 def _say(line: str) -> int:
