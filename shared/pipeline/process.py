@@ -22,7 +22,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import msgspec
@@ -32,6 +31,13 @@ from shared.errors import BrokerError, DecodeError, StoreError
 from shared.pipeline.delivery import Decision, Delivery, Verdict
 from shared.pipeline.envelope import TaskEnvelope
 from shared.pipeline.hooks import Hooks, ProcessScope
+from shared.pipeline.messages import (
+    DEAD_LETTER_DESCRIPTION,
+    DEAD_LETTER_REASON,
+    dead_letter_message,
+    deferred_message,
+    retry_message,
+)
 from shared.pipeline.outcome import Attempt, Outcome, cache_key
 from shared.pipeline.patience import Outage, patiently
 from shared.pipeline.registry import PermanentError, Registry, TaskType
@@ -41,10 +47,6 @@ from shared.store.store import Store
 
 log = logging.getLogger(__name__)
 
-#: Application properties (Service Bus) or headers (RabbitMQ) a dead-lettered message carries; the
-#: names Service Bus itself sets when it dead-letters, so both kinds read alike.
-DEAD_LETTER_REASON = "DeadLetterReason"
-DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
 #: A delivery due within this many seconds runs now (clocks and brokers are not exact).
 DUE_TOLERANCE = 0.5
 #: How long deliveries are held while Valkey is unreachable before they are put off through the broker;
@@ -345,7 +347,8 @@ class Processor:
         """Re-send each task to arrive when it is due (``until``, else its own ``not_before``)."""
         if not plans:
             return []
-        messages = [_later(plan.envelope, until if until is not None else self._clock()) for plan in plans]
+        when = until if until is not None else self._clock()
+        messages = [deferred_message(plan.envelope, when) for plan in plans]
         try:
             await self._through_broker(self._broker.send_batch, messages)
         except BrokerError as exc:
@@ -448,10 +451,10 @@ class Processor:
         finals = [o for o in outcomes if o.status is TaskStatus.DEAD_LETTERED]
         unsent: dict[str, str] = {}
         if retries:
-            unsent |= await self._send(retries, self._broker.send_batch, [_retry_message(o) for o in retries])
+            unsent |= await self._send(retries, self._broker.send_batch, [retry_message(o) for o in retries])
         if finals:
             unsent |= await self._send(
-                finals, self._broker.dead_letter, [_dead_letter_message(o) for o in finals]
+                finals, self._broker.dead_letter, [dead_letter_message(o) for o in finals]
             )
         found: list[tuple[Verdict, str]] = []
         for outcome in outcomes:
@@ -505,43 +508,6 @@ def _already_settled(envelope: TaskEnvelope, attempt: Attempt) -> Verdict | None
         log.info("Task %s expired before it started; its message is dropped", envelope.id)
         return Verdict.COMPLETED
     return None
-
-
-def _later(envelope: TaskEnvelope, now: float) -> OutgoingMessage:
-    """The task's message again, to arrive when it is due (at ``now`` at the earliest); a message id
-    of its own, since Service Bus drops a second message with an id it has seen as a duplicate."""
-    due = max(now, envelope.not_before or now)
-    return OutgoingMessage(
-        f"{envelope.id}.later.{int(due * 1000)}",
-        envelope.encode(),
-        scheduled_at=datetime.fromtimestamp(due, UTC),
-        priority=envelope.priority,
-    )
-
-
-def _retry_message(outcome: Outcome) -> OutgoingMessage:
-    # The next attempt is not run before its backoff: the envelope says when, and the broker holds it
-    # until then (a Service Bus scheduled message, a RabbitMQ wait queue).
-    envelope = msgspec.structs.replace(outcome.envelope, not_before=outcome.retry_at)
-    return OutgoingMessage(
-        f"{envelope.id}.{outcome.attempt + 1}",
-        envelope.encode(),
-        scheduled_at=datetime.fromtimestamp(outcome.retry_at, UTC) if outcome.retry_at else None,
-        priority=envelope.priority,
-    )
-
-
-def _dead_letter_message(outcome: Outcome) -> OutgoingMessage:
-    envelope = outcome.envelope
-    return OutgoingMessage(
-        envelope.id,
-        envelope.encode(),
-        {
-            DEAD_LETTER_REASON: outcome.reason or "TaskFailed",
-            DEAD_LETTER_DESCRIPTION: (outcome.error or "")[:1000],
-        },
-        priority=envelope.priority,
-    )
 
 
 def _describe(exc: Exception, task_type: TaskType) -> str:
