@@ -2,6 +2,7 @@
 
     python -m local start [--app-dir DIR] [--port N] [--no-services]
     python -m local services {up,down,status} [--only valkey,rabbitmq,azurite] [--ports valkey=16379,...]
+        [--app-dir DIR]   (`up` also declares the app's RabbitMQ queues, which its triggers need)
     python -m local keys [--app-dir DIR]
     python -m local bench [--single N] [--batches N] [--env NAME=VALUE ...]
     python -m local tasks {list,show,retry,cancel,redrive,purge} [--url URL] [--json] ...
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--ports", type=_ports, default={}, help="other ports, e.g. valkey=16379 (Azurite uses 3 from there)"
     )
+    group.add_argument(
+        "--app-dir", type=Path, default=Path.cwd(), help="the app whose queues `up` declares (cwd)"
+    )
     group.set_defaults(handler=_services)
 
     keys = commands.add_parser("keys", help="print the host key generated for this app")
@@ -74,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _start(args: argparse.Namespace) -> int:
     if not args.no_services:
         services.ensure()
+        _declare_queues(args.app_dir)
     from local.host.runner import run  # late: `services` stays quick and needs none of the host's packages
 
     return run(args.app_dir, args.port)
@@ -103,6 +109,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _services(args: argparse.Namespace) -> int:
     if args.action == "up":
         services.ensure(args.only, ports=args.ports)
+        if "rabbitmq" in args.only and "rabbitmq" not in args.ports:
+            _declare_queues(args.app_dir)
         return 0
     if args.action == "down":
         services.down(args.only, ports=args.ports)
@@ -111,6 +119,13 @@ def _services(args: argparse.Namespace) -> int:
     for line in found:
         print(line)
     return 0 if all(line.answering for line in found) else 3
+
+
+def _declare_queues(app_dir: Path) -> None:
+    """The app's queues, which its RabbitMQ triggers need before they start (they declare none)."""
+    from local.services.topology import declare_for_app  # late: aio-pika only when declaring
+
+    declare_for_app(app_dir, os.environ)
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from shared.brokers.lanes import PRIORITIES, lane_queue
 from shared.platform.rabbitmq_topology import delete_queue_topology
 from shared.store.store import Store
 from tests.hosting import RunningHost, start_host
@@ -150,4 +151,5 @@ def host() -> Iterator[RunningHost]:
     running = start_host()
     yield running
     running.stop()
-    asyncio.run(delete_queue_topology(RABBITMQ_URL, running.queue))
+    for priority in PRIORITIES:
+        asyncio.run(delete_queue_topology(RABBITMQ_URL, lane_queue(running.queue, priority)))

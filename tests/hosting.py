@@ -125,6 +125,12 @@ def start_host(
         "PYTHONUNBUFFERED": "1",
         **(settings or {}),
     }
+    if app_dir == ROOT:
+        # The app's rabbitMQTrigger listeners declare no queue, as the RabbitMQ extension's do not: this
+        # host's own TASKS_QUEUE lanes are declared first, as `python -m local services up` does.
+        from local.services.topology import declare_app_queues
+
+        declare_app_queues(environ)
     process = subprocess.Popen(
         [
             sys.executable,

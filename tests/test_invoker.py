@@ -18,7 +18,8 @@ from local.host.invoker import Invoker
 
 def _fn(func_: Callable[..., Any], *outputs: str) -> IndexedFunction:
     trigger = Binding("req", "httpTrigger", "IN", {})
-    bindings = (trigger, *(Binding(name, "http", "OUT", {}) for name in outputs))
+    returned = Binding("$return", "http", "OUT", {})
+    bindings = (trigger, returned, *(Binding(name, "http", "OUT", {}) for name in outputs))
     return IndexedFunction("f", trigger, bindings, func_, Path("."))
 
 
@@ -55,7 +56,7 @@ async def test_function_timeout_fails_the_invocation(
 
     with pytest.raises(FunctionFailedError):
         await Invoker(timeout=0.05).invoke(_fn(slow_async if is_async else slow_sync), {"req": "x"})
-    assert "functionTimeout" in caplog.text
+    assert "Timeout value of 00:00:00 was exceeded by function: Functions.f." in caplog.text
 
 
 async def test_a_functions_own_timeout_error_is_reported_as_its_own() -> None:

@@ -105,6 +105,7 @@ async def test_a_rabbitmq_message_that_is_not_a_task_is_dead_lettered_at_once(
     listening = RabbitMQListener(fn, listener_context(rabbitmq_url))
     first, second = echo_task(), echo_task()
     try:
+        await broker.backlog()  # the sender declares the queue's topology on connecting; the listener none
         await listening.start()
         connection = await aio_pika.connect(rabbitmq_url)
         async with connection:

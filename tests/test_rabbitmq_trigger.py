@@ -1,6 +1,8 @@
 """The host's ``rabbitMQTrigger`` against a real RabbitMQ: delivery, retries, dead-lettering, outages.
 
-Each test uses its own uuid-named queue (other suites share the broker) and deletes only that.
+Each test uses its own uuid-named queue (other suites share the broker) and deletes only that. As
+with the RabbitMQ extension, the listener declares nothing: each test declares its queue first,
+as the app's owner does (``python -m local services up``).
 """
 
 from __future__ import annotations
@@ -118,7 +120,12 @@ async def start_listener(broker: Broker) -> AsyncIterator[StartListener]:
     """Start listeners on the test's queue; stops whatever is still running at the end."""
     started: list[RabbitMQListener] = []
 
-    async def start(handler: Callable[..., Any], *, prefetch: int = 30, **options: Any) -> RabbitMQListener:
+    async def start(
+        handler: Callable[..., Any], *, prefetch: int = 30, declare: bool = True, **options: Any
+    ) -> RabbitMQListener:
+        if declare:
+            async with broker.channel() as channel:
+                await declare_queue_topology(channel, broker.queue)
         fn = trigger_function(handler, broker.queue)
         listener = RabbitMQListener(fn, listener_context(broker.url, prefetch=prefetch), **options)
         await listener.start()
@@ -210,10 +217,8 @@ async def test_failing_function_is_tried_five_times_then_dead_lettered(
     assert await broker.depth() == 0
 
 
-async def test_existing_queue_without_dead_letter_exchange_is_used_with_a_warning(
-    broker: Broker, start_listener: StartListener, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Given the queue already exists with other arguments (no dead-letter exchange)
+async def test_an_existing_queue_is_consumed_as_it_is(broker: Broker, start_listener: StartListener) -> None:
+    # Given the queue exists with arguments of its own (no dead-letter exchange)
     async with broker.channel() as channel:
         await channel.declare_queue(broker.queue, durable=True)
     received: list[str] = []
@@ -221,12 +226,14 @@ async def test_existing_queue_without_dead_letter_exchange_is_used_with_a_warnin
     async def handler(message: str) -> None:
         received.append(message)
 
-    # When the listener starts, it neither fails nor changes the queue, and says so
-    with caplog.at_level(logging.WARNING, logger="shared.platform.rabbitmq_topology"):
-        await start_listener(handler)
-    assert "without a dead-letter exchange" in caplog.text
-    await broker.publish(b"still consumed")
+    # When the listener starts, it consumes the queue
+    await start_listener(handler, declare=False)
+    async with broker.channel() as channel:
+        await channel.default_exchange.publish(aio_pika.Message(b"still consumed"), routing_key=broker.queue)
     await until(lambda: received == ["still consumed"], 5, "the invocation")
+    # Then the queue was left as it was: declaring it without arguments is still accepted
+    async with broker.channel() as channel:
+        await channel.declare_queue(broker.queue, durable=True)
 
 
 # --- outages and shutdown ------------------------------------------------------------------------
@@ -287,7 +294,7 @@ async def test_stop_finishes_or_returns_in_flight_messages(
     assert sorted(processed + returned) == sorted(f"m{i}" for i in range(10))
 
 
-async def test_consumer_comes_back_when_its_queue_is_deleted(
+async def test_consumer_comes_back_once_its_deleted_queue_is_declared_again(
     broker: Broker, start_listener: StartListener
 ) -> None:
     received: list[str] = []
@@ -295,23 +302,17 @@ async def test_consumer_comes_back_when_its_queue_is_deleted(
     async def handler(message: str) -> None:
         received.append(message)
 
+    # Given a listener whose queue is deleted under it
     await start_listener(handler, reconnect_base=0.1, reconnect_cap=0.5)
     async with broker.channel() as channel:
         await channel.queue_delete(broker.queue)
-
-    async def redeclared() -> bool:
-        try:
-            await broker.depth()
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return False
-        return True
-
-    deadline = time.monotonic() + 5
-    while not await redeclared():
-        assert time.monotonic() < deadline, "the listener did not declare its queue again"
-        await asyncio.sleep(0.05)
+    # Then it does not declare the queue again itself
+    await asyncio.sleep(0.5)
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await broker.depth()
+    # When its owner declares it again (publish does), Then the listener consumes it again
     await broker.publish(b"after")
-    await until(lambda: received == ["after"], 5, "the invocation")
+    await until(lambda: received == ["after"], 10, "the invocation")
 
 
 # --- topology and options ------------------------------------------------------------------------

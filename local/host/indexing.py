@@ -1,8 +1,9 @@
-"""Import the app's script and index its FunctionApp as the Python worker does.
+"""Import the app's script and index its FunctionApp as the Python worker and the host do.
 
-The worker imports the script by module name from the app directory, requires exactly one
-``FunctionRegister`` at module level and calls ``get_functions()`` on it once; we do the same and
-then resolve ``%Setting%`` expressions in each binding as the host does at indexing time.
+The worker imports the script (``PYTHON_SCRIPT_FILE_NAME``, default ``function_app.py``) by module
+name from the app directory, requires exactly one ``FunctionRegister`` at module level, calls
+``get_functions()`` on it once and checks every function (:mod:`local.host.validation`); the host
+then validates each function's metadata and resolves ``%Setting%`` expressions in its bindings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -22,11 +24,14 @@ from typing import Any
 
 from local.host.errors import AppLoadError, HostError, IndexingError
 from local.host.settings import resolve_binding
+from local.host.validation import check_function, check_metadata, has_return
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCRIPT = "function_app.py"
 SCRIPT_SETTING = "PYTHON_SCRIPT_FILE_NAME"
+#: The triggers this host runs (HTTP in its front, the others as listeners).
+SUPPORTED_TRIGGERS = frozenset({"httpTrigger", "rabbitMQTrigger", "serviceBusTrigger", "timerTrigger"})
 
 
 @dataclass(frozen=True)
@@ -69,25 +74,56 @@ class IndexedFunction:
             return self.parameters[param].annotation if param in self.parameters else inspect.Parameter.empty
         return hints.get(param, inspect.Parameter.empty)
 
+    @functools.cached_property
+    def has_return(self) -> bool:
+        """Whether it may return a value: the worker fails an invocation that returns one otherwise."""
+        return has_return(self.bindings)
+
     def outputs(self) -> tuple[Binding, ...]:
         return tuple(b for b in self.bindings if b.direction == "OUT")
 
 
-def script_path(app_dir: Path, environ: Mapping[str, str]) -> Path:
-    return app_dir / environ.get(SCRIPT_SETTING, DEFAULT_SCRIPT)
+class InvalidFileNameError(Exception):
+    """The worker's error for a ``PYTHON_SCRIPT_FILE_NAME`` it will not load (utils/common.py)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(f"Invalid file name: {file_name}")
+
+
+#: What the worker accepts as the script's name: a plain ``.py`` file in the app folder.
+_SCRIPT_NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_\-]*\.py$")
+_MODULE_NOT_FOUND_HELP = (
+    "Cannot find module. Please check the requirements.txt file for the missing module. For more info,"
+    " please refer the troubleshooting guide: https://aka.ms/functions-modulenotfound. Current sys.path: {}"
+)
 
 
 def load_app(app_dir: Path, environ: Mapping[str, str]) -> list[Any]:
-    """Import the script and return ``get_functions()`` of its one FunctionApp.
+    """Import the script and return ``get_functions()`` of its one FunctionApp, each function checked.
 
-    An import error is re-raised as :class:`AppLoadError` chained to the original, so the caller
-    can print the user's traceback.
+    Whatever the worker would fail its metadata request with (an import error, no app or two, a
+    function it refuses) is raised as :class:`AppLoadError` caused by the worker's own exception;
+    a missing script is one without a cause (the worker then reports no function at all).
     """
-    script = script_path(app_dir, environ)
+    name = environ.get(SCRIPT_SETTING, DEFAULT_SCRIPT)
+    script = app_dir / name
+    if not _SCRIPT_NAME.match(name):
+        raise AppLoadError(f"{SCRIPT_SETTING}='{name}' is not a .py file name") from InvalidFileNameError(
+            name
+        )
     if not script.is_file():
         raise AppLoadError(f"{script} not found: the app directory must hold the script ({SCRIPT_SETTING})")
-    if script.suffix != ".py":
-        raise AppLoadError(f"{script}: the script must be a .py file")
+    try:
+        functions = list(_index_function_app(app_dir, script).get_functions())
+        for function in functions:
+            check_function(function)
+    except BaseException as exc:  # the worker reports anything its import raised, SystemExit too
+        raise AppLoadError(f"{script.name}: {type(exc).__name__}: {exc}") from exc
+    return functions
+
+
+def _index_function_app(app_dir: Path, script: Path) -> Any:
+    """Import ``script`` as the worker does and find its one FunctionApp (loader.index_function_app)."""
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
     module_name = script.stem
@@ -100,28 +136,26 @@ def load_app(app_dir: Path, environ: Mapping[str, str]) -> list[Any]:
         sys.path.insert(0, str(app_dir))
     try:
         module = importlib.import_module(module_name)
-    except BaseException as exc:
-        raise AppLoadError(f"{script.name} failed to import: {type(exc).__name__}: {exc}") from exc
+    except ImportError as exc:
+        extended = f"{str(exc).rstrip('.')}. {_MODULE_NOT_FOUND_HELP.format(sys.path)}".rstrip()
+        raise type(exc)(extended).with_traceback(exc.__traceback__) from None
 
     from azure.functions import FunctionRegister
 
     apps = [value for value in vars(module).values() if isinstance(value, FunctionRegister)]
-    if not apps:
-        raise AppLoadError(f"Could not find top level function app instances in {script.name}.")
     if len(apps) > 1:
-        raise AppLoadError(
+        raise ValueError(
             f"More than one {type(apps[0]).__name__} or other top level function app instances are defined."
         )
-    try:
-        return list(apps[0].get_functions())
-    except Exception as exc:
-        raise AppLoadError(f"{script.name}: indexing failed: {type(exc).__name__}: {exc}") from exc
+    if not apps:
+        raise ValueError(f"Could not find top level function app instances in {script.name}.")
+    return apps[0]
 
 
 def index(
     functions: list[Any], app_dir: Path, environ: Mapping[str, str]
 ) -> tuple[list[IndexedFunction], list[IndexingError]]:
-    """Resolve each function's bindings; a function that cannot be used is reported, not run."""
+    """Validate and resolve each function's bindings; a function that cannot be used is reported, not run."""
     indexed: list[IndexedFunction] = []
     errors: list[IndexingError] = []
     for function in functions:
@@ -133,29 +167,23 @@ def index(
     return indexed, errors
 
 
+def runs_binding(binding: Any) -> bool:
+    """Whether this host can run a binding: a trigger it listens to, or an HTTP output."""
+    if str(binding.direction).upper() == "IN":
+        return bool(binding.type in SUPPORTED_TRIGGERS)
+    return bool(binding.type == "http")
+
+
 def _index_one(function: Any, name: str, app_dir: Path, environ: Mapping[str, str]) -> IndexedFunction:
     # The JSON form is what the host reads: enums as their names ("IN", "MANY", "FUNCTION").
     raw = json.loads(function.get_function_json())["bindings"]
+    unresolved = [Binding(str(b["name"]), str(b["type"]), str(b["direction"]).upper(), b) for b in raw]
+    check_metadata(name, unresolved, runs_binding)
     bindings = tuple(
-        Binding(
-            name=str(b["name"]),
-            type=str(b["type"]),
-            direction=str(b["direction"]).upper(),
-            values=resolve_binding(b, environ),
-        )
-        for b in raw
+        Binding(name=b.name, type=b.type, direction=b.direction, values=resolve_binding(b.values, environ))
+        for b in unresolved
     )
-    triggers = [b for b in bindings if b.type.endswith("Trigger")]
-    if len(triggers) != 1:
-        raise IndexingError(name, f"expected exactly one trigger, found {len(triggers)}")
-    func = function.get_user_function()
-    _check_parameters(name, func, bindings)
-    return IndexedFunction(name=name, trigger=triggers[0], bindings=bindings, func=func, directory=app_dir)
-
-
-def _check_parameters(name: str, func: Callable[..., Any], bindings: tuple[Binding, ...]) -> None:
-    """Every parameter must be a binding or ``context``, as the worker requires."""
-    known = {b.name for b in bindings} | {"context"}
-    for param in inspect.signature(func).parameters:
-        if param not in known:
-            raise IndexingError(name, f"the parameter '{param}' is not a binding of the function")
+    trigger = next(b for b in bindings if b.direction == "IN" and b.type.lower().endswith("trigger"))
+    return IndexedFunction(
+        name=name, trigger=trigger, bindings=bindings, func=function.get_user_function(), directory=app_dir
+    )

@@ -8,31 +8,36 @@ finished, the HTTP server drains, and connections close.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
+import functools
 import logging
-import logging.handlers
 import os
-import queue
 import re
 import signal
 import socket
-import sys
-import traceback
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
-from local.host.errors import AppLoadError, HostError, IndexingError
+from local.host.console import HOST_STDERR, HOST_STDOUT
+from local.host.errors import AppLoadError, FunctionMetadataError, HostError, IndexingError, rpc_exception
 from local.host.http.keys import KeyRing, ensure_host_key
 from local.host.http.protocol import KEEP_ALIVE_SECONDS, LimitedHttpToolsProtocol
 from local.host.http.server import DEFAULT_BODY_LIMIT, HttpFront, http_routes
 from local.host.indexing import IndexedFunction, index, load_app
-from local.host.invoker import Invoker
+from local.host.invoker import HTTP_REASON, Invoker
 from local.host.keyvault import resolve_references
-from local.host.settings import HostConfig, apply_to_environment, environment, read_local_settings
+from local.host.logs import configure_app_logging, configure_logging, drain_logging, flush_logging
+from local.host.settings import (
+    HostConfig,
+    apply_to_environment,
+    environment,
+    read_local_settings,
+    thread_pool_size,
+    worker_process_count,
+)
 from local.host.triggers import Listener, ListenerContext, build_listener
 from local.host.triggers.retrying import RetryingListener
 
@@ -78,11 +83,9 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
     if local_settings.source:
         log.info("Settings from %s (%d kept from the environment)", local_settings.source.name, len(kept))
     host_config = HostConfig.load(app_dir)
+    configure_app_logging(host_config.document, environ)
     indexed, errors = index(load_app(app_dir, environ), app_dir, environ)
-    invoker = Invoker(
-        thread_count=_int_setting(environ, "PYTHON_THREADPOOL_THREAD_COUNT"),
-        timeout=host_config.function_timeout_seconds,
-    )
+    invoker = Invoker(thread_count=thread_pool_size(environ), timeout=host_config.function_timeout_seconds)
     loaded = LoadedHost(
         app_dir, host_config, errors=errors, invoker=invoker, local_http_port=local_settings.local_http_port
     )
@@ -96,7 +99,8 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
         except HostError as exc:
             loaded.errors.append(exc if isinstance(exc, IndexingError) else IndexingError(fn.name, str(exc)))
     routes, route_errors = http_routes(loaded.http_functions, host_config.route_prefix)
-    loaded.errors += route_errors
+    # The host validates routes with the function's metadata (ScriptHost.ValidateFunction): "in error".
+    loaded.errors += [FunctionMetadataError(e.function_name, e.reason) for e in route_errors]
     failed = {e.function_name for e in route_errors}
     loaded.http_functions = [fn for fn in loaded.http_functions if fn.name not in failed]
     if any(
@@ -105,7 +109,16 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
         loaded.keys_file = ensure_host_key(app_dir, environ)
     keys = KeyRing.from_settings(environ, [fn.name for fn in loaded.http_functions])
     body_limit = _int_setting(environ, "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or DEFAULT_BODY_LIMIT
-    loaded.front = HttpFront(loaded.http_functions, routes, keys, invoker, body_limit=body_limit)
+    loaded.front = HttpFront(
+        loaded.http_functions,
+        routes,
+        keys,
+        invoker,
+        body_limit=body_limit,
+        # What the admin API (POST /admin/functions/{name}) may run by hand, as a host API call.
+        other_functions=[listener.function for listener in loaded.listeners],
+        run_by_hand=functools.partial(invoker.invoke, reason=HTTP_REASON),
+    )
     return loaded
 
 
@@ -119,20 +132,33 @@ def _int_setting(environ: MutableMapping[str, str], name: str) -> int | None:
 
 
 def function_list(loaded: LoadedHost, base_url: str) -> str:
-    """The function list as ``func start`` prints it, with queues and schedules added."""
+    """The function list as ``func start`` prints it (DisplayFunctionsInfoUtilities, Core Tools).
+
+    HTTP functions first, as ``name: [GET,POST] <url>``, the methods left out (two spaces) when the
+    function declares none; then every other function as ``name: <trigger type>``.
+    """
+    if not loaded.http_functions and not loaded.listeners:
+        return ""
     prefix = loaded.host_config.route_prefix
+    prefix = f"{prefix}/" if prefix else ""
     lines = ["", "Functions:", ""]
     for fn in loaded.http_functions:
-        methods = ",".join(str(m).upper() for m in fn.trigger.get("methods") or ()) or "ALL"
-        route = (fn.trigger.get("route") or fn.name).strip("/")
-        path = f"{prefix}/{route}" if prefix else route
-        level = str(fn.trigger.get("authLevel") or "function").lower()
-        lines += [f"\t{fn.name}: [{methods}] {base_url}/{path}  (auth: {level})", ""]
+        methods = fn.trigger.get("methods")
+        shown = f"[{','.join(str(m).upper() for m in methods)}]" if methods else ""
+        route = fn.trigger.get("route") or fn.name
+        lines += [f"\t{fn.name}: {shown} {base_url}/{prefix}{route}", ""]
     for listener in loaded.listeners:
-        lines += [f"\t{listener.function.name}: {listener.describe()}", ""]
-    for error in loaded.errors:
-        lines += [f"\t{error.function_name}: ERROR {error.reason}", ""]
+        lines += [f"\t{listener.function.name}: {listener.function.trigger.type}", ""]
     return "\n".join(lines)
+
+
+#: What the WebJobs host says when no function could be indexed.
+NO_JOB_FUNCTIONS = (
+    "No job functions found. Try making your job classes and methods public. If you're using binding"
+    " extensions (e.g. Azure Storage, ServiceBus, Timers, etc.) make sure you've called the registration"
+    " method for the extension(s) in your startup code (e.g. builder.AddAzureStorage(),"
+    " builder.AddServiceBus(), builder.AddTimers(), etc.)."
+)
 
 
 async def serve(
@@ -148,6 +174,8 @@ async def serve(
     config = uvicorn.Config(
         loaded.front,
         log_level="warning",
+        # Its records go through the host's handler, not handlers of its own on the (captured) stderr.
+        log_config=None,
         access_log=False,
         lifespan="off",
         # No proxy in front of a local host: skip the middleware that rewrites client addresses.
@@ -184,6 +212,7 @@ async def serve(
         await asyncio.gather(*(listener.stop() for listener in started), return_exceptions=False)
         if server_task is not None:
             await server_task
+            await loaded.front.drain()  # functions the admin API started
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         loaded.invoker.close()
@@ -212,157 +241,44 @@ class _Server(uvicorn.Server):
         yield
 
 
-#: Libraries that log every AMQP frame or HTTP request: at WARNING whatever the level, unless named.
-QUIET_LIBRARIES = ("aio_pika", "aiormq", "pamqp", "azure", "uamqp")
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def parse_log_levels(spec: str) -> tuple[str, dict[str, str]]:
-    """``TASKLANE_LOG_LEVEL``: a level, then ``logger=LEVEL`` pairs, comma-separated.
-
-    ``"DEBUG,aiormq=DEBUG,Function=WARNING"`` is DEBUG for the host, AMQP frames too, and no
-    invocation lines; a pair names a logger and everything under it.
-    """
-    root = "INFO"
-    named: dict[str, str] = {}
-    for part in filter(None, (item.strip() for item in spec.split(","))):
-        name, _, level = part.rpartition("=")
-        level = level.strip().upper()
-        if level not in _LEVELS:
-            raise HostError(
-                f"TASKLANE_LOG_LEVEL={spec!r}: {level or part!r} is not a level ({', '.join(_LEVELS)})"
-            )
-        if name.strip():
-            named[name.strip()] = level
-        else:
-            root = level
-    return root, named
-
-
-def configure_logging(spec: str) -> None:
-    """Log ``[time] LEVEL logger: message`` to stderr at the levels ``spec`` names.
-
-    Records go through a bounded queue to a writer thread: a terminal or pipe that is slow to read
-    (or never read) delays the log, never the event loop, and past :data:`LOG_BACKLOG` records the
-    host drops lines and later says how many, rather than stopping.
-    """
-    root, named = parse_log_levels(spec)
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-    handler = _DroppingQueueHandler(queue.Queue(LOG_BACKLOG), stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))  # the stream adds time, level and logger
-    logging.basicConfig(level=root, handlers=[handler], force=True)
-    for noisy in QUIET_LIBRARIES:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    for name, level in named.items():
-        logging.getLogger(name).setLevel(level)
-
-
-#: Log records waiting for stderr before the host drops lines.
-LOG_BACKLOG = 10_000
-
-
-class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """A queue handler whose writer thread follows the process across ``fork``; once stopped, it
-    writes in place."""
-
-    def __init__(self, records: queue.Queue[logging.LogRecord], target: logging.Handler) -> None:
-        super().__init__(records)
-        self._target = target
-        self._dropped = 0
-        self._writer: _Writer | None = self._listen()
-        os.register_at_fork(after_in_child=self._after_fork)
-        atexit.register(self.stop)
-
-    def _listen(self) -> _Writer:
-        writer = _Writer(self.queue, self._target)
-        writer.start()
-        return writer
-
-    def _after_fork(self) -> None:  # the writer thread does not exist in the child: start its own
-        self.queue = queue.Queue(LOG_BACKLOG)
-        self._writer = self._listen()
-
-    def stop(self) -> None:
-        """Write out what is queued; later records are written in place."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.stop()
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        if self._writer is None:
-            self._target.handle(record)
-            return
-        if self._dropped:
-            note = logging.makeLogRecord(
-                {
-                    "name": __name__,
-                    "levelno": logging.WARNING,
-                    "levelname": "WARNING",
-                    "msg": f"{self._dropped} log lines dropped: stderr is not read fast enough",
-                }
-            )
-            try:
-                self.queue.put_nowait(note)
-            except queue.Full:
-                self._dropped += 1
-                return
-            self._dropped = 0
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self._dropped += 1
-
-
-class _Writer(logging.handlers.QueueListener):
-    def enqueue_sentinel(self) -> None:
-        self.queue.put(self._sentinel)  # type: ignore[attr-defined]  # waits for room, unlike put_nowait
-
-
-def flush_logging() -> None:
-    """Write out every queued log line (before a worker process ends with ``os._exit``)."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, _DroppingQueueHandler):
-            handler.stop()
-
-
 def run(app_dir: Path, port: int | None = None) -> int:
     """Start the host for ``app_dir``; the process exit code."""
     try:
         configure_logging(os.environ.get("TASKLANE_LOG_LEVEL", "INFO"))
     except HostError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=HOST_STDERR)
         return 1
     environ = environment()
     app_dir = app_dir.resolve()
     try:
         loaded = load(app_dir, environ)
+        processes = worker_process_count(environ)
     except AppLoadError as exc:
-        cause = exc.__cause__
-        if cause is not None:
-            traceback.print_exception(cause, file=sys.stderr)
-        print(f"\nError: {exc}", file=sys.stderr)
-        return 1
+        if exc.__cause__ is not None:
+            log.error("Worker failed to index functions\n%s", rpc_exception(exc.__cause__))
+        log.warning(NO_JOB_FUNCTIONS)
+        reason = "the worker failed to index the app (above)" if exc.__cause__ is not None else str(exc)
+        return _fail(f"{reason}; the host stops where func start would run without functions")
     except HostError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
+    for error in loaded.errors:
+        error.report(log)
     if not loaded.http_functions and not loaded.listeners:
-        print(function_list(loaded, ""), file=sys.stderr)
-        print("Error: no function could be indexed; nothing to run", file=sys.stderr)
-        return 1
+        log.warning(NO_JOB_FUNCTIONS)
+        return _fail("no function could be indexed; nothing to run")
     local_port = port or loaded.local_http_port or DEFAULT_PORT
-    print(function_list(loaded, f"http://localhost:{local_port}"), flush=True)
+    drain_logging()  # the indexing errors before the list, as func start shows them
+    print(function_list(loaded, f"http://localhost:{local_port}"), file=HOST_STDOUT, flush=True)
     if loaded.keys_file is not None:
         print(
             f"Function key: generated in {loaded.keys_file} (print it with `python -m local keys`)\n",
+            file=HOST_STDOUT,
             flush=True,
         )
     try:
         http_socket = bind(local_port)
     except HostError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    processes = _int_setting(environ, "FUNCTIONS_WORKER_PROCESS_COUNT") or 1
+        return _fail(str(exc))
     if processes > 1:
         from local.host.workers import run_workers
 
@@ -370,12 +286,19 @@ def run(app_dir: Path, port: int | None = None) -> int:
     return serve_forever(loaded, http_socket)
 
 
+def _fail(message: str) -> int:
+    flush_logging()
+    print(f"Error: {message}", file=HOST_STDERR, flush=True)
+    return 1
+
+
 def serve_forever(loaded: LoadedHost, http_socket: socket.socket) -> int:
     """Serve in this process until stopped; the exit code."""
     try:
         run_loop(serve(loaded, http_socket))
     except HostError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        flush_logging()
+        print(f"Error: {exc}", file=HOST_STDERR, flush=True)
         return 1
     finally:
         flush_logging()

@@ -178,3 +178,54 @@ def parse_flag(raw: Any, default: bool, name: str) -> bool:
 def environment() -> MutableMapping[str, str]:
     """The process environment; the one place the host reads it from."""
     return os.environ
+
+
+THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+PROCESS_COUNT_SETTING = "FUNCTIONS_WORKER_PROCESS_COUNT"
+#: The Functions host's ceiling for FUNCTIONS_WORKER_PROCESS_COUNT (WorkerProcessCountOptions).
+MAX_PROCESS_COUNT = 10
+
+
+def thread_pool_size(environ: Mapping[str, str]) -> int | None:
+    """``PYTHON_THREADPOOL_THREAD_COUNT`` as the worker reads it; ``None`` is the pool's default.
+
+    On Python 3.9 and later the worker sets no limit of its own (``ThreadPoolExecutor``'s default,
+    ``min(32, cpus + 4)``); a value that is not a whole number of at least 1 is warned about and
+    ignored (dispatcher.py ``_get_sync_tp_max_workers``).
+    """
+    raw = environ.get(THREAD_COUNT_SETTING)
+    if raw is None or raw == "":
+        return None
+    try:
+        count = int(raw)
+    except ValueError:
+        log.warning("%s must be an integer", THREAD_COUNT_SETTING)
+        return None
+    if count < 1:
+        log.warning(
+            "%s must be set to a value between 1 and sys.maxint. Reverting to default value for max_workers",
+            THREAD_COUNT_SETTING,
+        )
+        return None
+    return count
+
+
+def worker_process_count(environ: Mapping[str, str]) -> int:
+    """``FUNCTIONS_WORKER_PROCESS_COUNT`` as the host reads it (RpcWorkerConfigFactory).
+
+    Unset, or below 2, is one process; more than :data:`MAX_PROCESS_COUNT` stops the host, as does
+    a value that is not a whole number.
+    """
+    raw = environ.get(PROCESS_COUNT_SETTING, "").strip()
+    if not raw:
+        return 1
+    try:
+        count = int(raw)
+    except ValueError:
+        raise HostError(f"{PROCESS_COUNT_SETTING}='{raw}' is not a whole number") from None
+    if count > MAX_PROCESS_COUNT:
+        raise HostError(
+            f"{PROCESS_COUNT_SETTING}={count}: ProcessCount must not be greater than MaxProcessCount"
+            f" ({MAX_PROCESS_COUNT})"
+        )
+    return max(count, 1)

@@ -11,6 +11,11 @@ that exits. One that fails on its own right after it was started (a listener's c
 broker refuses) would only fail again: the others are stopped and the host exits with that failure,
 as it does when workers keep dying faster than :data:`MAX_RESTARTS` in :data:`RESTART_WINDOW`.
 The parent forwards SIGINT and SIGTERM to the workers and waits for them all.
+
+Where this differs from the Functions host: it runs one host with N language workers, so each
+trigger has one listener and the invocations are spread over the workers; here each worker is a
+whole host, so a RabbitMQ trigger has N consumers with ``prefetchCount`` each, and a worker logs
+its own start. Values are read as the host reads them (:func:`local.host.settings.worker_process_count`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
+
+from local.host.console import HOST_STDERR, HOST_STDOUT
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +118,11 @@ def _child(serve: Callable[[], int]) -> int:
     try:
         return serve()
     except BaseException:
-        traceback.print_exc(file=sys.stderr)
+        traceback.print_exc(file=HOST_STDERR)  # the host's own failure: not one of the app's lines
         return 1
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        HOST_STDOUT.flush()
+        HOST_STDERR.flush()
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -14,9 +14,10 @@ they expire in order, and on expiry the broker dead-letters them through the def
 to ``<queue>``. A wait is split into tiers of powers of two seconds; a message back early waits again
 in the tier of what remains (the pipeline checks the task's ``not_before``).
 
-The pipeline's sender (``shared/brokers/rabbitmq.py``) and the local host's ``rabbitMQTrigger``
-both declare through this one module: the two sides must agree exactly, or the second declaration
-fails with ``PRECONDITION_FAILED``. It depends on aio-pika only.
+The pipeline's sender (``shared/brokers/rabbitmq.py``) and the project's setup
+(``local/services/topology.py``, run by ``services up``) both declare through this one module; the
+local host's ``rabbitMQTrigger``, like the extension's, declares nothing. The two sides must agree
+exactly, or the second declaration fails with ``PRECONDITION_FAILED``. It depends on aio-pika only.
 """
 
 from __future__ import annotations

@@ -6,10 +6,18 @@ reads ``x-ms-rabbitmq-requeuecount``, adds one, and at 5 rejects without requeue
 dead-letter exchange takes the message); below 5 it republishes a copy with the new count to the
 default exchange and only then acks the original, so a fixed number of tries is possible.
 
-Beyond the extension: the queue and its dead-letter topology are declared when absent, republished
-copies wait for the publisher confirm before the original is acked, and a lost connection is
-re-established with capped, jittered exponential backoff. A message is acked only after its
-invocation finished; one whose channel died meanwhile is redelivered by the broker (at least once).
+Like the extension (2.x), the listener declares nothing: it checks passively that the queue exists
+(``RabbitMQService``: ``QueueDeclarePassive``, "Throws exception if queue doesn't exist") and a
+missing queue fails the function's indexing with the client's message; the function is disabled
+and not retried. Whoever owns the queue declares it, with its dead-letter exchange, before the
+host starts (for this project, ``python -m local services up``).
+
+Beyond the extension: republished copies wait for the publisher confirm before the original is
+acked, a broker that cannot be reached at start is retried in the background (see
+:mod:`local.host.triggers.retrying`), and a lost connection is re-established with capped,
+jittered exponential backoff, until the queue can be consumed again. A message is acked only after
+its invocation finished; one whose channel died meanwhile is redelivered by the broker (at least
+once).
 """
 
 from __future__ import annotations
@@ -28,13 +36,12 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 
-from local.host.errors import FunctionFailedError, HostError, ListenerUnavailableError
+from local.host.errors import FunctionFailedError, HostError, IndexingError, ListenerUnavailableError
 from local.host.indexing import IndexedFunction
 from local.host.invoker import Invoker
 from local.host.triggers import ListenerContext
 from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
 from shared.platform.backoff import backoff_delay
-from shared.platform.rabbitmq_topology import declare_queue_topology
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,15 @@ def next_requeue_count(headers: Mapping[str, Any]) -> int:
         return int(raw) + 1 if raw is not None else 1
     except (TypeError, ValueError):
         return 1
+
+
+def queue_not_found(exc: aiormq.exceptions.ChannelNotFoundEntity) -> str:
+    """The RabbitMQ .NET client's message for a passive declaration of a missing queue."""
+    reply = exc.args[0] if exc.args else "NOT_FOUND"
+    return (
+        "The AMQP operation was interrupted: AMQP close-reason, initiated by Peer, code=404,"
+        f" text='{reply}', classId=50, methodId=10"
+    )
 
 
 def _tag(message: DeliveredMessage) -> int:
@@ -121,13 +137,16 @@ class RabbitMQListener:
         return f"rabbitMQTrigger (queue {self.queue_name})"
 
     async def start(self) -> None:
-        """Declare the queue topology and start consuming.
+        """Check that the queue exists and start consuming.
 
-        Refused credentials or access are a :class:`HostError`; a broker that cannot be reached
-        (yet) is a :class:`ListenerUnavailableError`, which the host retries.
+        A missing queue is an :class:`IndexingError` with the RabbitMQ client's message; refused
+        credentials or access are a :class:`HostError`; a broker that cannot be reached (yet) is a
+        :class:`ListenerUnavailableError`, which the host retries.
         """
         try:
             self._session = await self._open_session()
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise IndexingError(self.function.name, queue_not_found(exc)) from exc
         except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
             reason = (
                 f"Function '{self.function.name}': cannot consume RabbitMQ queue '{self.queue_name}'"
@@ -190,9 +209,7 @@ class RabbitMQListener:
         )
         try:
             channel = await connection.channel(publisher_confirms=True)
-            await declare_queue_topology(channel, self.queue_name)
-            # After the topology: a declaration that met PRECONDITION_FAILED reopened the channel,
-            # which would have dropped a QoS set earlier.
+            await channel.declare_queue(self.queue_name, passive=True)
             await channel.set_qos(prefetch_count=self.options.prefetch_count)
             cancelled = asyncio.Event()
             underlay = await channel.get_underlay_channel()

@@ -3,8 +3,12 @@
 The WebJobs host wraps every listener: when one fails to start it logs "The listener for function
 'Functions.<name>' was unable to start." and, the Functions host allowing a partial start, keeps
 retrying with randomized exponential backoff from 2 s up to 2 min while HTTP and the other
-triggers run. Here only :class:`ListenerUnavailableError` is retried; any other :class:`HostError`
-is a configuration a retry cannot fix, and still stops the host at start.
+triggers run. Here only :class:`ListenerUnavailableError` is retried.
+
+An :class:`IndexingError` at start (a RabbitMQ queue that does not exist) is what the WebJobs host
+meets while indexing: "Error indexing method", the function "failed indexing and will be disabled",
+never retried. Once retrying (the broker was down), a missing queue is waited for like the broker.
+Any other :class:`HostError` is a configuration a retry cannot fix, and still stops the host.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import logging
 import random
 
-from local.host.errors import HostError, ListenerUnavailableError
+from local.host.errors import HostError, IndexingError, ListenerUnavailableError
 from local.host.triggers import Listener
 from shared.platform.backoff import backoff_delay
 
@@ -54,6 +58,9 @@ class RetryingListener:
             log.error("The listener for function '%s' was unable to start. %s", self.short_name, exc)
             self._retrying = asyncio.create_task(self._retry(), name=f"retry start {self.short_name}")
             return
+        except IndexingError as exc:
+            exc.report(log)
+            return
         self._started = True
 
     async def stop(self) -> None:
@@ -74,9 +81,10 @@ class RetryingListener:
             log.info("Retrying to start listener for function '%s' (Attempt %d)", self.short_name, attempt)
             try:
                 await self._inner.start()
-            except ListenerUnavailableError as exc:
+            except (ListenerUnavailableError, IndexingError) as exc:
+                reason = exc.reason if isinstance(exc, IndexingError) else str(exc)
                 log.warning(
-                    "The listener for function '%s' is still unable to start. %s", self.short_name, exc
+                    "The listener for function '%s' is still unable to start. %s", self.short_name, reason
                 )
                 continue
             except HostError as exc:
