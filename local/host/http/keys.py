@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,11 +65,27 @@ class KeyRing:
         candidates = list(self.master)
         if level == "function":
             candidates += [*self.host, *self.functions.get(function_name, ())]
-        # Compare every candidate in constant time so a timing difference cannot reveal a key.
-        found = False
-        for key in candidates:
-            found |= hmac.compare_digest(key.encode(), presented.encode())
-        return found
+        return _any_equal(candidates, presented)
+
+    def level(self, presented: str | None) -> str | None:
+        """The level a key grants outside any function, as the host's admin API reads it:
+        ``admin`` for a master key, ``function`` for a host key, ``None`` for none or another key
+        (a function's own key names no function here)."""
+        if not presented:
+            return None
+        if _any_equal(self.master, presented):
+            return "admin"
+        if _any_equal(self.host, presented):
+            return "function"
+        return None
+
+
+def _any_equal(candidates: Iterable[str], presented: str) -> bool:
+    # Compare every candidate in constant time so a timing difference cannot reveal a key.
+    found = False
+    for key in candidates:
+        found |= hmac.compare_digest(key.encode(), presented.encode())
+    return found
 
 
 def ensure_host_key(app_dir: Path, environ: MutableMapping[str, str]) -> Path | None:
