@@ -27,7 +27,7 @@ param location string
 param instanceMemoryMB int = 2048
 @minValue(1)
 @maxValue(1000)
-@description('Most instances the app scales out to.')
+@description('Most on-demand instances of each scale group: the HTTP functions together, each lane\'s queue function, the timer.')
 param maximumInstanceCount int = 40
 @minValue(0)
 @description('HTTP instances kept warm (billed while idle); 0 lets the API scale to zero.')
@@ -36,15 +36,28 @@ param alwaysReadyHttpInstances int = 1
 // -- services -----------------------------------------------------------------------------------------
 @description('Azure Managed Redis SKU for task state.')
 param cacheSku string = 'Balanced_B0'
-@description('Put storage, Key Vault and the cache behind private endpoints in a VNet.')
+@description('Put storage, Key Vault and the cache behind private endpoints in a VNet (needs the Microsoft.App provider registered).')
 param vnetEnabled bool = false
-@description('SigNoz OTLP endpoint (the region of your SigNoz Cloud account).')
-param otlpEndpoint string = 'https://ingest.us.signoz.cloud:443'
+@description('Where SigNoz ingests OTLP, e.g. https://ingest.us.signoz.cloud:443; empty exports nothing.')
+param signozOtlpEndpoint string = ''
 @secure()
-@description('SigNoz ingestion key; empty keeps the one already in Key Vault.')
+@description('SigNoz ingestion key; written to Key Vault. Empty keeps the one already there, if any.')
 param signozIngestionKey string = ''
+@description('The vault already holds the key (set by hand, or by an earlier provision): send it with the OTLP data.')
+param signozKeyInVault bool = false
+@description('Object id of whoever runs azd (azd sets AZURE_PRINCIPAL_ID): may set Key Vault secrets by hand.')
+param principalId string = ''
+@allowed([
+  'default'
+  'recover'
+])
+@description('recover: bring back the soft-deleted vault of this environment (a name stays taken 90 days).')
+param keyVaultCreateMode string = 'default'
+@minValue(30)
+@description('Days Log Analytics keeps the platform logs.')
+param logRetentionInDays int = 30
 
-// -- the app's own settings (defaults as in shared/config.py) ----------------------------------------------
+// -- the app's own settings (defaults as in shared/pipeline/settings.py) -----------------------------------
 param tasksQueue string = 'tasks'
 param maxBacklog int = 100000
 param maxBodyBytes int = 4194304
@@ -54,9 +67,6 @@ param rateLimit string = '0'
 param rateBurst int = 100
 param statusTtlSeconds int = 604800
 param backlogSchedule string = '*/30 * * * * *'
-@minValue(30)
-@description('How often the app re-reads the Valkey password from Key Vault, in seconds.')
-param secretRefreshSeconds int = 300
 
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -79,6 +89,17 @@ module identity 'modules/identity.bicep' = {
     name: 'id-tasklane-${token}'
     location: location
     tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: group
+  params: {
+    name: 'log-tasklane-${token}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
   }
 }
 
@@ -114,6 +135,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     tags: tags
     queueName: tasksQueue
     principalId: identity.outputs.principalId
+    logAnalyticsWorkspaceId: monitoring.outputs.id
   }
 }
 
@@ -127,6 +149,9 @@ module keyVault 'modules/keyvault.bicep' = {
     principalId: identity.outputs.principalId
     signozIngestionKey: signozIngestionKey
     publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    deployerPrincipalId: principalId
+    createMode: keyVaultCreateMode
+    logAnalyticsWorkspaceId: monitoring.outputs.id
   }
 }
 
@@ -138,8 +163,9 @@ module cache 'modules/cache.bicep' = {
     location: location
     tags: tags
     skuName: cacheSku
-    keyVaultName: keyVault.outputs.name
     privateNetwork: vnetEnabled
+    principalId: identity.outputs.principalId
+    logAnalyticsWorkspaceId: monitoring.outputs.id
   }
 }
 
@@ -183,8 +209,8 @@ module privateEndpoints 'modules/private-endpoints.bicep' = if (vnetEnabled) {
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   scope: group
-  // The app resolves its Key Vault references as it starts: the secrets and the identity's right to
-  // read them must exist first.
+  // The app resolves its Key Vault reference and signs in to the cache as it starts: the secret, the
+  // identity's right to read it and its access to the cache must exist first.
   dependsOn: [
     cache
     keyVault
@@ -207,6 +233,7 @@ module functionApp 'modules/function-app.bicep' = {
     cacheHostName: cache.outputs.hostName
     cachePort: cache.outputs.port
     appSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
+    logAnalyticsWorkspaceId: monitoring.outputs.id
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyHttpInstances: alwaysReadyHttpInstances
@@ -216,8 +243,8 @@ module functionApp 'modules/function-app.bicep' = {
     rateBurst: rateBurst
     statusTtlSeconds: statusTtlSeconds
     backlogSchedule: backlogSchedule
-    secretRefreshSeconds: secretRefreshSeconds
-    otlpEndpoint: otlpEndpoint
+    signozOtlpEndpoint: signozOtlpEndpoint
+    signozKeyInVault: signozKeyInVault || !empty(signozIngestionKey)
   }
 }
 
@@ -229,5 +256,6 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri
+output AZURE_LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.name
 output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output SERVICEBUS_QUEUE string = serviceBus.outputs.queueName

@@ -24,6 +24,7 @@ from shared.pipeline.registry import MAX_ATTEMPTS_LIMIT
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 MODULES = INFRA / "modules"
+FUNCTION_APP = MODULES / "function-app.bicep"
 #: One priority lane's queues and roles; servicebus.bicep makes one per priority.
 LANE = MODULES / "servicebus-lane.bicep"
 
@@ -32,6 +33,7 @@ ROLES = {
     "Azure Service Bus Data Receiver": "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0",
     "Azure Service Bus Data Owner": "090c5cfd-751d-490a-894a-3ce6f1109419",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
 }
 
@@ -62,10 +64,28 @@ def only(path: Path, resource_type: str) -> dict[str, Any]:
     return config
 
 
+def setting_groups() -> dict[str, dict[str, Any]]:
+    """The function app's settings by the condition they are set under: ``always``, or the name of the
+    Bicep variable that gates them. The site's ``appSettings`` is ``concat()`` of setting lists (Bicep
+    variables), each either always included or as ``condition ? list : []``."""
+    variables = bicep(FUNCTION_APP)["variables"]
+    expression = only(FUNCTION_APP, "Microsoft.Web/sites")["properties"]["siteConfig"]["appSettings"]
+    groups: dict[str, dict[str, Any]] = {}
+    for argument in expression["function"]["parameters"].values():
+        if isinstance(argument, str):
+            condition, name = "always", argument
+        else:
+            operands = argument["operator"]["operands"]
+            assert operands["false_value"] == [], "a conditional group of settings adds nothing otherwise"
+            condition, name = operands["condition"], operands["true_value"]
+        groups[condition] = {item["name"]: item["value"] for item in variables[name]["value"]}
+    return groups
+
+
 def app_settings() -> dict[str, Any]:
-    """The function app's settings: name -> value (a literal, a parameter's name or an expression)."""
-    site = only(MODULES / "function-app.bicep", "Microsoft.Web/sites")
-    return {item["name"]: item["value"] for item in site["properties"]["siteConfig"]["appSettings"]}
+    """Every setting the Bicep can give the function app: name -> value (a literal, a parameter's name or
+    an expression), whatever condition it is set under."""
+    return {name: value for group in setting_groups().values() for name, value in group.items()}
 
 
 def role_ids(path: Path, scope: str) -> set[str]:
@@ -82,6 +102,40 @@ def role_ids(path: Path, scope: str) -> set[str]:
             name = bicep(path)["variables"][name]["value"]
         found.add(name)
     return found
+
+
+def dotted(value: Any) -> str:
+    """A property access as Bicep writes it (``identity.outputs.principalId``), from pycep's operator tree."""
+    if isinstance(value, str):
+        return value
+    operands = value["operator"]["operands"]
+    assert value["operator"]["type"] == "property_accessor", value
+    return f"{dotted(operands['operand_1'])}.{dotted(operands['operand_2'])}"
+
+
+_INFIX = {"and": "&&", "or": "||", "equals": "==", "not_equals": "!="}
+
+
+def render(value: Any) -> str:
+    """A Bicep expression as written, from pycep's tree (the few forms the templates use)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return f"[{', '.join(render(v) for v in value)}]"
+    if "function" in value:
+        function = value["function"]
+        return f"{function['type']}({', '.join(render(a) for a in function['parameters'].values())})"
+    kind, operands = value["operator"]["type"], value["operator"]["operands"]
+    if kind == "not":
+        return f"!{render(operands['bool_value'])}"
+    if kind == "property_accessor":
+        return dotted(value)
+    if kind == "conditional":
+        parts = (operands["condition"], operands["true_value"], operands["false_value"])
+        return "{} ? {} : {}".format(*(render(p) for p in parts))
+    return f" {_INFIX[kind]} ".join(render(o) for o in operands.values())
 
 
 def walk(value: Any) -> Iterator[Any]:
@@ -123,7 +177,6 @@ def test_the_queue_drops_duplicates_and_dead_letters() -> None:
     assert re.fullmatch(r"PT\d+M", queue["duplicateDetectionHistoryTimeWindow"])
     assert queue["deadLetteringOnMessageExpiration"] is True
     assert queue["requiresSession"] is False
-    assert queue["lockDuration"] == "PT1M"
 
 
 def test_service_bus_takes_identities_only_with_roles_scoped_to_the_queue() -> None:
@@ -149,16 +202,21 @@ def test_key_vault_uses_rbac_and_cannot_lose_its_secrets() -> None:
     assert vault["enableRbacAuthorization"] is True
     assert vault["enableSoftDelete"] is True
     assert vault["enablePurgeProtection"] is True
-    assert role_ids(path, scope="vault") == {ROLES["Key Vault Secrets User"]}
+    # The app reads secrets; the deployer may set them (tests/test_azure_operations.py).
+    assert role_ids(path, scope="vault") == {
+        ROLES["Key Vault Secrets User"],
+        ROLES["Key Vault Secrets Officer"],
+    }
 
 
-def test_the_vault_holds_the_valkey_password_and_the_signoz_key() -> None:
+def test_the_vault_holds_only_the_signoz_key() -> None:
+    # Valkey has no secret: the app signs in to the cache with a Microsoft Entra token.
     names = {
         config["name"]
         for path in MODULES.glob("*.bicep")
         for config in resources(path, "Microsoft.KeyVault/vaults/secrets").values()
     }
-    assert names == {"valkey-password", "signoz-otlp-headers"}
+    assert names == {"signoz-otlp-headers"}
 
 
 def test_storage_refuses_shared_keys_and_serves_the_identity() -> None:
@@ -196,8 +254,10 @@ def test_scale_is_set_by_parameters_and_the_http_group_is_kept_warm() -> None:
 
 def test_app_settings_hold_no_secret_only_key_vault_references() -> None:
     settings = app_settings()
-    for name in ("VALKEY_PASSWORD", "OTEL_EXPORTER_OTLP_HEADERS"):
-        assert settings[name].startswith("@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/"), name
+    assert settings["OTEL_EXPORTER_OTLP_HEADERS"].startswith(
+        "@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/"
+    )
+    assert "VALKEY_PASSWORD" not in settings
     # Nothing else looks like a key or a connection string with one.
     for name, value in settings.items():
         text = json.dumps(value)
@@ -217,6 +277,20 @@ def test_valkey_is_reached_over_tls_with_one_shard() -> None:
     assert database["clientProtocol"] == "Encrypted"
     assert database["clusteringPolicy"] == "NoCluster"
     assert app_settings()["VALKEY_URL"].startswith("valkeys://")
+
+
+def test_valkey_takes_the_apps_entra_token_and_no_key() -> None:
+    path = MODULES / "cache.bicep"
+    database = only(path, "Microsoft.Cache/redisEnterprise/databases")["properties"]
+    access = only(path, "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments")
+    assert database["accessKeysAuthentication"] == "Disabled"
+    assert access["properties"] == {"accessPolicyName": "default", "user": {"objectId": "principalId"}}
+    # The identity the cache lets in is the one the app runs as, and the app asks for its token.
+    cache_module = bicep(INFRA / "main.bicep")["modules"]["cache"]["config"]["params"]
+    assert dotted(cache_module["principalId"]) == "identity.outputs.principalId"
+    settings = app_settings()
+    assert settings["VALKEY_CREDENTIAL"] == "entra"
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId"
 
 
 def test_every_azd_parameter_is_a_template_parameter_and_every_required_one_is_mapped() -> None:

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.test_infra import app_settings
+from shared.pipeline.registry import MAX_DELAY_SECONDS
+from tests.test_infra import LANE, app_settings, resources
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYED = [
@@ -34,12 +35,17 @@ NOT_SET_IN_AZURE = {
     "OTEL_SDK_DISABLED": "an off switch for telemetry; unset means on",
     "OTEL_BSP_MAX_QUEUE_SIZE": "optional tuning; the code's own default applies when unset",
     "TASKLANE_TRACE_CONSOLE": "a local debugging aid (a console line per trace); off in Azure",
+    "VALKEY_PASSWORD": "the password path of other hosts; in Azure the app signs in with an Entra token",
+    "VALKEY_PASSWORD_SECRET_URI": "follows a Key Vault password on other hosts; Azure's cache has none",
+    "SECRET_REFRESH_SECONDS": "how often that password is re-read; no password in Azure",
 }
 #: Read by the platform or an SDK rather than by our code, and needed in Azure all the same.
 READ_BY_PLATFORM = {
     "AzureWebJobsStorage": "the Functions host's storage, in its identity form",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "the OTLP exporter: where SigNoz ingests",
     "OTEL_EXPORTER_OTLP_HEADERS": "the OTLP exporter: the SigNoz ingestion key",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "the host's OTLP exporter: http/protobuf, as the app's",
+    "PYTHON_ENABLE_OPENTELEMETRY": "the Python worker: the host leaves the app's logs to the app",
     "OTEL_SERVICE_NAME": "the OpenTelemetry resource",
     "OTEL_RESOURCE_ATTRIBUTES": "the OpenTelemetry resource",
 }
@@ -191,6 +197,7 @@ def test_the_scan_sees_the_settings_we_know_the_code_reads() -> None:
         # Read as a connection section (shared/platform/servicebus_connection.py), as the trigger does.
         "ServiceBusConnection",
         "VALKEY_URL",
+        "VALKEY_CREDENTIAL",
         "VALKEY_PASSWORD",
         "VALKEY_PASSWORD_SECRET_URI",
         "TASKS_MAX_BACKLOG",
@@ -239,3 +246,13 @@ def test_host_storage_uses_the_identity_form_not_a_connection_string() -> None:
         == settings["ServiceBusConnection__clientId"]
         == "identityClientId"
     )
+
+
+def test_a_task_delayed_as_long_as_the_app_allows_does_not_expire_in_its_queue() -> None:
+    # A delayed task (or a next attempt after its backoff) waits in its lane as a scheduled message;
+    # each lane's queue keeps messages longer than the longest delay the app accepts (7 days).
+    queue = resources(LANE, "Microsoft.ServiceBus/namespaces/queues")["queue"]["properties"]
+    match = re.fullmatch(r"P(\d+)D", queue["defaultMessageTimeToLive"])
+    assert match, queue["defaultMessageTimeToLive"]
+    assert int(match.group(1)) * 86400 > MAX_DELAY_SECONDS
+    assert queue["deadLetteringOnMessageExpiration"] is True

@@ -1,5 +1,5 @@
 // The function app on Flex Consumption: Python 3.11, the HTTP group kept warm, one user-assigned
-// identity for everything, and app settings that hold no secret (Key Vault references instead).
+// identity for everything, and app settings that hold no secret (a Key Vault reference instead).
 // tests/test_infra_drift.py checks that every setting the code reads is set here.
 
 param name string
@@ -25,6 +25,8 @@ param cachePort int
 
 @description('Subnet for outbound VNet integration; empty for none.')
 param appSubnetId string
+@description('Log Analytics workspace for the host\'s own log (FunctionAppLogs).')
+param logAnalyticsWorkspaceId string
 
 @allowed([
   512
@@ -35,7 +37,7 @@ param appSubnetId string
 param instanceMemoryMB int
 @minValue(1)
 @maxValue(1000)
-@description('Upper bound on instances across all functions; also caps the cost of a load spike.')
+@description('Most on-demand instances of each scale group (the HTTP functions, each queue function, the timer); always-ready instances come on top.')
 param maximumInstanceCount int
 @minValue(0)
 @description('Instances of the HTTP group kept running, so a request never waits for a cold start.')
@@ -47,8 +49,134 @@ param rateLimit string
 param rateBurst int
 param statusTtlSeconds int
 param backlogSchedule string
-param secretRefreshSeconds int
-param otlpEndpoint string
+@description('Where SigNoz ingests OTLP; empty: no OTLP settings at all, so nothing is exported.')
+param signozOtlpEndpoint string
+@description('The vault holds signoz-otlp-headers (set now or before): the OTLP headers reference it.')
+param signozKeyInVault bool
+
+// No secret here: the one secret is a Key Vault reference. Flex Consumption takes the worker runtime
+// from functionAppConfig, never from FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION.
+var appSettings = [
+  // Host storage through the identity (AzureWebJobsStorage__*): no connection string, no key.
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: storageBlobEndpoint
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: storageTableEndpoint
+  }
+
+  {
+    name: 'TASKLANE_PROFILE'
+    value: 'azure'
+  }
+  {
+    name: 'TASKS_QUEUE'
+    value: queueName
+  }
+  // connection="ServiceBusConnection" in the bindings, and the broker, read these three.
+  {
+    name: 'ServiceBusConnection__fullyQualifiedNamespace'
+    value: serviceBusNamespace
+  }
+  {
+    name: 'ServiceBusConnection__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'ServiceBusConnection__clientId'
+    value: identityClientId
+  }
+
+  {
+    name: 'VALKEY_URL'
+    value: 'valkeys://${cacheHostName}:${cachePort}/0'
+  }
+  // A Microsoft Entra token of the identity below instead of a password (cache.bicep grants it).
+  {
+    name: 'VALKEY_CREDENTIAL'
+    value: 'entra'
+  }
+  // azure-identity's setting: which user-assigned identity the app's own token requests use.
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+
+  {
+    name: 'TASKS_MAX_BACKLOG'
+    value: string(maxBacklog)
+  }
+  {
+    name: 'TASKS_MAX_BODY_BYTES'
+    value: string(maxBodyBytes)
+  }
+  {
+    name: 'TASKS_RATE_LIMIT'
+    value: rateLimit
+  }
+  {
+    name: 'TASKS_RATE_BURST'
+    value: string(rateBurst)
+  }
+  {
+    name: 'TASKS_STATUS_TTL_SECONDS'
+    value: string(statusTtlSeconds)
+  }
+  {
+    name: 'BACKLOG_SCHEDULE'
+    value: backlogSchedule
+  }
+
+  {
+    name: 'OTEL_SERVICE_NAME'
+    value: 'tasklane'
+  }
+  {
+    name: 'OTEL_RESOURCE_ATTRIBUTES'
+    value: 'deployment.environment=${environmentName},service.namespace=tasklane'
+  }
+]
+
+// Only with an endpoint: the host and the app both export what these name.
+var otlpSettings = [
+  {
+    name: 'OTEL_EXPORTER_OTLP_ENDPOINT'
+    value: signozOtlpEndpoint
+  }
+  // The host's .NET exporter defaults to gRPC; the app's Python exporter speaks HTTP. One protocol
+  // for both, so one port serves both (SigNoz Cloud takes either on 443, a self-hosted one HTTP on 4318).
+  {
+    name: 'OTEL_EXPORTER_OTLP_PROTOCOL'
+    value: 'http/protobuf'
+  }
+  // The worker exports its own logs (shared/telemetry); with this the host stops exporting them again.
+  {
+    name: 'PYTHON_ENABLE_OPENTELEMETRY'
+    value: 'true'
+  }
+]
+
+// Only when the vault holds the header: a reference to a secret that does not exist stays its own
+// text, which both exporters would send as a malformed header on every export.
+var otlpHeaderSettings = [
+  {
+    name: 'OTEL_EXPORTER_OTLP_HEADERS'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/signoz-otlp-headers/)'
+  }
+]
+
+var exporting = !empty(signozOtlpEndpoint)
+var exportingWithKey = exporting && signozKeyInVault
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption exists only in some regions and needs always-ready instances in each zone; a single-zone plan is the cost baseline this template sets.
@@ -93,115 +221,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      // No secret here: secrets are Key Vault references. Flex Consumption takes the worker runtime
-      // from functionAppConfig, never from FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION.
-      appSettings: [
-        // Host storage through the identity (AzureWebJobsStorage__*): no connection string, no key.
-        {
-          name: 'AzureWebJobsStorage__credential'
-          value: 'managedidentity'
-        }
-        {
-          name: 'AzureWebJobsStorage__clientId'
-          value: identityClientId
-        }
-        {
-          name: 'AzureWebJobsStorage__blobServiceUri'
-          value: storageBlobEndpoint
-        }
-        {
-          name: 'AzureWebJobsStorage__tableServiceUri'
-          value: storageTableEndpoint
-        }
-
-        {
-          name: 'TASKLANE_PROFILE'
-          value: 'azure'
-        }
-        {
-          name: 'TASKS_QUEUE'
-          value: queueName
-        }
-        // connection="ServiceBusConnection" in the bindings, and the broker, read these three.
-        {
-          name: 'ServiceBusConnection__fullyQualifiedNamespace'
-          value: serviceBusNamespace
-        }
-        {
-          name: 'ServiceBusConnection__credential'
-          value: 'managedidentity'
-        }
-        {
-          name: 'ServiceBusConnection__clientId'
-          value: identityClientId
-        }
-
-        {
-          name: 'VALKEY_URL'
-          value: 'valkeys://${cacheHostName}:${cachePort}/0'
-        }
-        {
-          name: 'VALKEY_PASSWORD'
-          value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/valkey-password/)'
-        }
-        // The app re-reads the same secret itself, so a rotated password needs no restart (the platform
-        // re-reads references only about once a day). A plain URI: a reference would be resolved away.
-        {
-          name: 'VALKEY_PASSWORD_SECRET_URI'
-          value: '${keyVaultUri}secrets/valkey-password'
-        }
-        {
-          name: 'SECRET_REFRESH_SECONDS'
-          value: string(secretRefreshSeconds)
-        }
-        {
-          name: 'AZURE_CLIENT_ID'
-          value: identityClientId
-        }
-
-        {
-          name: 'TASKS_MAX_BACKLOG'
-          value: string(maxBacklog)
-        }
-        {
-          name: 'TASKS_MAX_BODY_BYTES'
-          value: string(maxBodyBytes)
-        }
-        {
-          name: 'TASKS_RATE_LIMIT'
-          value: rateLimit
-        }
-        {
-          name: 'TASKS_RATE_BURST'
-          value: string(rateBurst)
-        }
-        {
-          name: 'TASKS_STATUS_TTL_SECONDS'
-          value: string(statusTtlSeconds)
-        }
-        {
-          name: 'BACKLOG_SCHEDULE'
-          value: backlogSchedule
-        }
-
-        // OpenTelemetry to SigNoz: the exporter reads the standard variables; the key is a secret.
-        {
-          name: 'OTEL_EXPORTER_OTLP_ENDPOINT'
-          value: otlpEndpoint
-        }
-        {
-          name: 'OTEL_EXPORTER_OTLP_HEADERS'
-          value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/signoz-otlp-headers/)'
-        }
-        {
-          name: 'OTEL_SERVICE_NAME'
-          value: 'tasklane'
-        }
-        {
-          name: 'OTEL_RESOURCE_ATTRIBUTES'
-          value: 'deployment.environment=${environmentName},service.namespace=tasklane'
-        }
-      ]
+      appSettings: concat(appSettings, exporting ? otlpSettings : [], exportingWithKey ? otlpHeaderSettings : [])
     }
     functionAppConfig: {
       deployment: {
@@ -246,6 +266,28 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// The host's own log, visible without SigNoz: listeners that fail to start, Key Vault references that
+// do not resolve, invocations and their failures.
+resource hostLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'platform-logs'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

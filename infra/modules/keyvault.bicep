@@ -1,6 +1,6 @@
-// Every secret the app uses, and only those: the Valkey password (written by cache.bicep) and the
-// SigNoz ingestion key as the OTLP header it travels in. App settings hold Key Vault references;
-// the app's identity may read secrets and nothing else.
+// Every secret the app uses, and only that: the SigNoz ingestion key as the OTLP header it travels in
+// (Valkey needs none: the app signs in to the cache with a Microsoft Entra token). App settings hold
+// Key Vault references; the app's identity may read secrets and nothing else, the deployer may set them.
 
 param name string
 param location string
@@ -16,8 +16,19 @@ param signozIngestionKey string
 ])
 @description('Disabled: the vault is reached only through its private endpoint (see network.bicep).')
 param publicNetworkAccess string
+@description('Who runs azd (AZURE_PRINCIPAL_ID): may set secrets by hand. Empty: nobody.')
+param deployerPrincipalId string
+@allowed([
+  'default'
+  'recover'
+])
+@description('recover: bring back a soft-deleted vault of the same name (purge protection keeps the name 90 days).')
+param createMode string
+@description('Log Analytics workspace for the vault\'s audit log.')
+param logAnalyticsWorkspaceId string
 
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109:Denied when vnetEnabled is true; without the VNet, Flex Consumption has no fixed outbound address to allow, so access rests on RBAC.
@@ -31,6 +42,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       family: 'A'
       name: 'standard'
     }
+    createMode: createMode
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
@@ -56,7 +68,7 @@ resource signozHeaders 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!emp
   }
 }
 
-// A vault of its own for this app, so the vault is the narrowest scope that covers both secrets.
+// A vault of its own for this app, so the vault is the narrowest scope that covers its secrets.
 resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vault.id, principalId, keyVaultSecretsUser)
   scope: vault
@@ -64,6 +76,39 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
     principalId: principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// The documented `az keyvault secret set` is a data-plane write, which an RBAC vault allows only to a
+// role holder: Key Vault Secrets Officer (set, list, delete secrets; no keys, no role changes). No
+// principalType: the deployer is a user on a laptop and a service principal in CI, and ARM resolves it.
+resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(vault.id, deployerPrincipalId, keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+    principalId: deployerPrincipalId
+  }
+}
+
+// Every secret read, write and denied access: a Key Vault reference that does not resolve shows here.
+resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'platform-logs'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -50,9 +50,11 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   properties: {
     forwardDeadLetteredMessagesTo: deadLetters.name
     maxDeliveryCount: maxDeliveryCount
-    // The lock is renewed while a batch runs (host.json maxAutoLockRenewalDuration); a minute bounds
-    // how long a message from a crashed instance waits before another instance gets it.
-    lockDuration: 'PT1M'
+    // Nothing renews it (the extension renews locks only for functions taking one message at a time),
+    // so it must outlast a whole batch and the host completing it: five minutes, the most Service Bus
+    // allows, against host.json's functionTimeout of four (tests/test_azure_lock_budget.py). It is also
+    // how long a message of a crashed instance waits before it is delivered again.
+    lockDuration: 'PT5M'
     deadLetteringOnMessageExpiration: true
     defaultMessageTimeToLive: 'P14D'
     requiresDuplicateDetection: true

@@ -9,6 +9,8 @@ param tags object
 param queueName string
 @description('The identity that sends, receives and reads the backlog.')
 param principalId string
+@description('Log Analytics workspace for the namespace\'s operational log.')
+param logAnalyticsWorkspaceId string
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -43,6 +45,27 @@ module lane 'servicebus-lane.bicep' = [
     }
   }
 ]
+
+// Management operations on the namespace and its queues (runtime audit logs need the Premium tier).
+resource operationalLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'platform-logs'
+  scope: namespace
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'OperationalLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
 
 output name string = namespace.name
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'

@@ -19,6 +19,7 @@ from shared.platform.servicebus_connection import (
     resolve_connection,
 )
 from shared.secrets import Secret
+from shared.secrets.entra import EntraToken
 
 if TYPE_CHECKING:
     from shared.brokers.base import Broker
@@ -42,6 +43,8 @@ VALKEY_PASSWORD_SECRET_URI = "VALKEY_PASSWORD_SECRET_URI"
 SECRET_REFRESH_SECONDS = "SECRET_REFRESH_SECONDS"
 #: The user-assigned managed identity that reads Key Vault (azure-identity's own setting name).
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+#: ``entra``: Valkey (Azure Managed Redis) takes a Microsoft Entra token of that identity, not a password.
+VALKEY_CREDENTIAL = "VALKEY_CREDENTIAL"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Settings:
     broker: BrokerConnection
     tasks_queue: str = "tasks"
     valkey_url: str = "valkey://127.0.0.1:6379/0"
+    #: The password, or with ``VALKEY_CREDENTIAL=entra`` the Entra token that stands in for one.
     valkey_password: Secret | None = None
     max_backlog: int = 100_000
     max_body_bytes: int = 4 * 1024 * 1024
@@ -175,11 +179,20 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _valkey_password(env: Mapping[str, str]) -> Secret | None:
-    """``VALKEY_PASSWORD``; with ``VALKEY_PASSWORD_SECRET_URI`` set, it follows that Key Vault secret.
+    """``VALKEY_PASSWORD``; with ``VALKEY_PASSWORD_SECRET_URI`` set, it follows that Key Vault secret;
+    with ``VALKEY_CREDENTIAL=entra``, a Microsoft Entra token of ``AZURE_CLIENT_ID`` replaces it.
 
     The platform resolves ``VALKEY_PASSWORD`` (a Key Vault reference) once at start; following the
     secret too picks up a rotated password within ``SECRET_REFRESH_SECONDS``, without a restart.
     """
+    credential = env.get(VALKEY_CREDENTIAL, "").strip().lower()
+    if credential:
+        if credential != "entra":
+            raise ConfigError(
+                f"{VALKEY_CREDENTIAL}='{credential}': expected 'entra' (a Microsoft Entra token), or unset"
+                f" for {VALKEY_PASSWORD}"
+            )
+        return EntraToken(client_id=env.get(AZURE_CLIENT_ID, "").strip() or None)
     raw = env.get(VALKEY_PASSWORD, "")
     uri = env.get(VALKEY_PASSWORD_SECRET_URI, "").strip()
     if not uri:

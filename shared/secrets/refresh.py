@@ -24,6 +24,7 @@ from valkey.exceptions import AuthenticationError
 
 from shared.platform.keyvault import SecretReader, SecretReadError, SecretReference
 from shared.secrets import Secret
+from shared.secrets.entra import EntraToken, entra_pool
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,10 @@ class RefreshingSecret(Secret):
 
 
 def valkey_pool(url: str, password: Secret | None, **options: Any) -> ConnectionPool:
-    """A connection pool for ``url``; with a :class:`RefreshingSecret` it follows the rotated password."""
+    """A connection pool for ``url``; with a :class:`RefreshingSecret` it follows the rotated password,
+    with an :class:`~shared.secrets.entra.EntraToken` it authenticates with Microsoft Entra tokens."""
+    if isinstance(password, EntraToken):
+        return entra_pool(url, password, **options)
     if isinstance(password, RefreshingSecret):
         return _FollowingPool.from_url(url, secret=password, **options)
     return ConnectionPool.from_url(url, password=password.reveal() if password else None, **options)

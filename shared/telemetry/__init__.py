@@ -7,6 +7,10 @@ it installs tracer, meter and logger providers exporting OTLP over HTTP/protobuf
 nothing and does not import the SDK, and the pipeline gets the silent base hooks: a task costs a few
 empty calls. The pipeline and the brokers never import this package; the composition root hands them
 what :func:`configure` returns.
+
+In Azure the headers setting is a Key Vault reference. One the platform could not resolve keeps its own
+text, which is no header at all (every export would fail on it), so OTLP export is then left off with a
+warning naming the setting, as the Valkey password's settings treat an unresolved reference.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from shared.pipeline.hooks import Hooks
+from shared.platform.keyvault import is_reference
 from shared.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
 TRACE_CONSOLE = "TASKLANE_TRACE_CONSOLE"
+OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
 SPAN_QUEUE_SIZE = 32768
 
 #: The task a log record belongs to (set while a task's span is current).
@@ -48,19 +54,23 @@ class TelemetrySettings:
     environment: str
     site_name: str | None
     instance: str
+    #: The OTLP headers are a Key Vault reference the platform left unresolved: no OTLP export.
+    unresolved_headers: bool = False
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> TelemetrySettings:
         endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         site = env.get("WEBSITE_SITE_NAME") or None
+        unresolved = is_reference(env.get(OTLP_HEADERS, ""))
         return cls(
-            endpoint=endpoint.strip() or None if endpoint else None,
+            endpoint=None if unresolved or not endpoint else endpoint.strip() or None,
             console=env.get(TRACE_CONSOLE, "").strip().lower() in ("1", "true", "yes"),
             sdk_disabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true",
             service_name=env.get("OTEL_SERVICE_NAME") or "tasklane",
             environment=env.get("AZURE_FUNCTIONS_ENVIRONMENT") or env.get("TASKLANE_PROFILE") or "local",
             site_name=site,
             instance=env.get("WEBSITE_INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            unresolved_headers=unresolved,
         )
 
     @property
@@ -74,6 +84,12 @@ def configure(environ: Mapping[str, str] | None = None) -> Hooks:
     global _hooks
     if _hooks is None:
         settings = TelemetrySettings.from_environ(os.environ if environ is None else environ)
+        if settings.unresolved_headers:
+            log.warning(
+                "%s is a Key Vault reference the platform could not resolve (is the secret in the vault,"
+                " and may the app's identity read it?); OTLP export is off",
+                OTLP_HEADERS,
+            )
         _hooks = _install(settings) if settings.enabled else Hooks()
     return _hooks
 

@@ -2,8 +2,9 @@
 
 Runs when ``AZURE_KEY_VAULT_URL`` is set (``azd env get-value AZURE_KEY_VAULT_URL`` after ``azd up``),
 signed in the way ``DefaultAzureCredential`` finds (``az login`` locally; the caller needs Key Vault
-Secrets User). ``AZURE_KEY_VAULT_SECRET`` names a secret that exists (default ``valkey-password``,
-which the Bicep creates). Values are only ever checked for being non-empty, never shown.
+Secrets User). ``AZURE_KEY_VAULT_SECRET`` names a secret that exists (default
+``signoz-otlp-headers``, which the Bicep creates when a SigNoz key is given). Values are only ever
+checked for being non-empty, never shown.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ def vault_url() -> str:
     url = os.environ.get("AZURE_KEY_VAULT_URL", "").strip().rstrip("/")
     if not url:
         pytest.skip(
-            "no Key Vault: set AZURE_KEY_VAULT_URL (and AZURE_KEY_VAULT_SECRET, default valkey-password)"
+            "no Key Vault: set AZURE_KEY_VAULT_URL (and AZURE_KEY_VAULT_SECRET, default signoz-otlp-headers)"
         )
     return url
 
 
 @pytest.fixture
 def secret_name() -> str:
-    return os.environ.get("AZURE_KEY_VAULT_SECRET", "valkey-password")
+    return os.environ.get("AZURE_KEY_VAULT_SECRET", "signoz-otlp-headers")
 
 
 @pytest.fixture
