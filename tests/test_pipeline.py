@@ -340,3 +340,19 @@ async def test_concurrent_invocations_each_get_their_own_answer(
     # Then writes share pipelines, yet each task has its own result
     results = [msgspec.json.decode((await store.task(i) or {})["result"]) for i in accepted.ids]
     assert results == [float(i + 1) for i in range(40)]
+
+
+async def test_a_start_asked_again_with_its_token_is_the_same_attempt(store: Store) -> None:
+    # Given a queued task whose start Valkey ran, but whose answer was lost with the connection
+    broker = StubBroker()
+    accepter = Accepter(broker, store, registry, Hooks(), max_backlog=1000)
+    (task_id,) = (await accepter.accept(body({"type": "echo"}))).ids
+    envelope = TaskEnvelope.decode(broker.take().body)
+    (first,) = await store.begin([(envelope, None)], token="start-1")
+    # When the processor asks again with the same token, it is still the first attempt
+    (again,) = await store.begin([(envelope, None)], token="start-1")
+    assert (first.attempts, again.attempts) == (1, 1)
+    # while another delivery's start is another attempt
+    (other,) = await store.begin([(envelope, None)], token="start-2")
+    assert other.attempts == 2
+    assert (await store.task(task_id) or {})["attempts"] == "2"

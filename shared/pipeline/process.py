@@ -20,6 +20,7 @@ import logging
 import random
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -272,10 +273,11 @@ class Processor:
         """The decisions taken without running, and the recorded outcomes still to settle."""
         ids = [plan.envelope.id for plan in plans]
         decisions: dict[int, Decision] = {}
+        token = uuid.uuid4().hex  # one start, however often Valkey must be asked
         try:
             with self._hooks.store_call("begin", ids):
                 attempts = await self._patiently(
-                    lambda: self._store.begin([(plan.envelope, plan.cache) for plan in plans])
+                    lambda: self._store.begin([(plan.envelope, plan.cache) for plan in plans], token)
                 )
         except StoreError:
             return await self._until_valkey_is_back(plans, deliveries), []

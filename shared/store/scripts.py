@@ -34,13 +34,17 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if final(status) then
   return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), false}
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'type', ARGV[3],
-           'submitted_at', ARGV[4])
-move(KEYS[1], status, 'running', ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
 local cached = false
 if #KEYS > 1 then cached = redis.call('GET', KEYS[2]) end
+-- The same start asked again (its first answer was lost with the connection) is the same attempt.
+if status == 'running' and redis.call('HGET', KEYS[1], 'begun') == ARGV[5] then
+  return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts')), cached}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'type', ARGV[3],
+           'submitted_at', ARGV[4], 'begun', ARGV[5])
+move(KEYS[1], status, 'running', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {status or 'unknown', attempts, cached}
 """
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,16 +132,20 @@ class Store:
             pipe.zrem(type_index(e.type), e.id)
         await self._run(pipe)
 
-    async def begin(self, attempts: Sequence[tuple[TaskEnvelope, str | None]]) -> list[Attempt]:
+    async def begin(
+        self, attempts: Sequence[tuple[TaskEnvelope, str | None]], token: str = ""
+    ) -> list[Attempt]:
         """Start an attempt of each task (status ``running``, attempts + 1, cached result if any).
 
-        One round trip for the whole batch; each task's check-and-set is atomic.
+        One round trip for the whole batch; each task's check-and-set is atomic. ``token`` names this
+        start: asked again with the same token (a retry after Valkey dropped the answer), a task that
+        is running from it is not counted a second time.
         """
         now = time.time()
         commands = [
             BEGIN.command(
                 [task_key(envelope.id)] + ([cache] if cache else []),
-                [now, self._status_ttl, envelope.type, envelope.submitted_at],
+                [now, self._status_ttl, envelope.type, envelope.submitted_at, token or uuid.uuid4().hex],
             )
             for envelope, cache in attempts
         ]
