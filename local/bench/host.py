@@ -1,12 +1,14 @@
 """The bench's own processes: its host on a port that must be free, and a Valkey of its own.
 
 Whatever happens, both are stopped: :func:`stop_host` in a ``finally``, the Valkey by its context.
+The host's CPU time and peak RSS are read from ``/proc`` for it and its worker processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from local import services
@@ -56,9 +58,18 @@ def own_valkey() -> Iterator[str]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def start_host(port: int, key: str, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **env_extra, "FUNCTIONS_HOST_KEY": key, "TASKLANE_LOG_LEVEL": "WARNING"}
-    log = open(RESULTS / "host.log", "wb")  # noqa: SIM115 - lives as long as the host process
+def start_host(
+    port: int, key: str, env_extra: dict[str, str], log_file: Path = RESULTS / "host.log"
+) -> subprocess.Popen[bytes]:
+    """The app under our host, its output in ``log_file``; telemetry only as ``env_extra`` sets it
+    (``OTEL_*`` of the developer's shell would turn tracing on in a phase meant without it)."""
+    env = {
+        **without_telemetry(os.environ),
+        **env_extra,
+        "FUNCTIONS_HOST_KEY": key,
+        "TASKLANE_LOG_LEVEL": "WARNING",
+    }
+    log = open(log_file, "wb")  # noqa: SIM115 - lives as long as the host process
     return subprocess.Popen(
         [sys.executable, "-m", "local", "start", "--no-services", "--port", str(port)],
         cwd=ROOT,
@@ -68,7 +79,7 @@ def start_host(port: int, key: str, env_extra: dict[str, str]) -> subprocess.Pop
     )
 
 
-def wait_healthy(host: subprocess.Popen[bytes], port: int) -> None:
+def wait_healthy(host: subprocess.Popen[bytes], port: int, log_file: Path = RESULTS / "host.log") -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -76,9 +87,9 @@ def wait_healthy(host: subprocess.Popen[bytes], port: int) -> None:
                 return
         except OSError:
             if host.poll() is not None:
-                raise SystemExit(f"the host exited ({host.returncode}); see {RESULTS / 'host.log'}") from None
+                raise SystemExit(f"the host exited ({host.returncode}); see {log_file}") from None
             time.sleep(0.1)
-    raise SystemExit(f"the host did not answer within 60 s; see {RESULTS / 'host.log'}")
+    raise SystemExit(f"the host did not answer within 60 s; see {log_file}")
 
 
 def stop_host(host: subprocess.Popen[bytes]) -> None:
@@ -90,3 +101,41 @@ def stop_host(host: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         host.kill()
         host.wait()
+
+
+def without_telemetry(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` less the ``OTEL_*`` and console-trace settings that would turn telemetry on."""
+    return {k: v for k, v in environ.items() if not k.startswith("OTEL_") and k != "TASKLANE_TRACE_CONSOLE"}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its child processes so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of ``pid`` and its child processes, summed, in MB."""
+    total = 0
+    for child in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{child}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(match.group(1)) if match else 0
+    return round(total / 1024, 1)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
