@@ -130,3 +130,21 @@ def test_host_json_defaults_and_values(tmp_path: Path) -> None:
     assert config.function_timeout_seconds == 30
     assert config.extension("rabbitMQ") == {"prefetchCount": 5}
     assert config.extension("serviceBus") == {}
+
+
+def test_app_settings_override_host_json_values_as_the_functions_host_reads_them(tmp_path: Path) -> None:
+    # AzureFunctionsJobHost__<path>, path parts joined by "__", keys matched whatever their case
+    _write(
+        tmp_path / "host.json",
+        {"version": "2.0", "logging": {"logLevel": {"Function": "Information"}}, "functionTimeout": "00:01:00"},
+    )
+    environ = {
+        "AzureFunctionsJobHost__logging__logLevel__function": "Warning",
+        "AZUREFUNCTIONSJOBHOST__functionTimeout": "00:00:05",
+        "AzureFunctionsJobHost__extensions__rabbitMQ__prefetchCount": "7",
+        "UNRELATED": "x",
+    }
+    config = HostConfig.load(tmp_path, environ)
+    assert config.document["logging"]["logLevel"] == {"Function": "Warning"}
+    assert config.function_timeout_seconds == 5
+    assert config.extension("rabbitMQ") == {"prefetchCount": "7"}

@@ -68,6 +68,10 @@ def start_host(
         **env_extra,
         "FUNCTIONS_HOST_KEY": key,
         "TASKLANE_LOG_LEVEL": "WARNING",
+        # No line per invocation or per task: the log would measure the terminal, not the pipeline
+        # (app settings override host.json as in Azure).
+        "AzureFunctionsJobHost__logging__logLevel__default": "Warning",
+        "AzureFunctionsJobHost__logging__logLevel__Function": "Warning",
     }
     log = open(log_file, "wb")  # noqa: SIM115 - lives as long as the host process
     return subprocess.Popen(

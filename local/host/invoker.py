@@ -86,6 +86,9 @@ class Invoker:
         found = self._loggers.get(fn.name)
         if found is None:
             found = self._loggers[fn.name] = logging.getLogger(f"{FUNCTION_LOGGER}.{fn.name}")
+            # host.json's level for the category on the logger itself (unless TASKLANE_LOG_LEVEL set a
+            # higher one): a line it drops is never built.
+            found.setLevel(max(log_routing.ROUTING.levels.minimum(found.name), found.getEffectiveLevel()))
         return found
 
     async def invoke(

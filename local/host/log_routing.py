@@ -60,6 +60,7 @@ class CategoryLevels:
     rules: Mapping[str, int] = field(default_factory=dict)
     #: Core Tools' level for user categories when host.json names none (LoggingFilterHelper).
     default: int = logging.INFO
+    _known: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_host_json(cls, document: Mapping[str, Any]) -> CategoryLevels:
@@ -87,7 +88,14 @@ class CategoryLevels:
 
         A rule matches a category it starts (case-insensitively, ``Function`` matches
         ``Function.f.User`` and ``Functionary`` alike, as in .NET); one ``*`` stands for any text.
+        Answers are kept: the filter asks for the same few categories on every record.
         """
+        found = self._known.get(category)
+        if found is None:
+            found = self._known[category] = self._decide(category)
+        return found
+
+    def _decide(self, category: str) -> int:
         lowered = category.lower()
         found, length = self.default, -1
         for rule, level in self.rules.items():

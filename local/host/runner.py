@@ -82,7 +82,7 @@ def load(app_dir: Path, environ: MutableMapping[str, str]) -> LoadedHost:
     resolve_references(environ)
     if local_settings.source:
         log.info("Settings from %s (%d kept from the environment)", local_settings.source.name, len(kept))
-    host_config = HostConfig.load(app_dir)
+    host_config = HostConfig.load(app_dir, environ)
     configure_app_logging(host_config.document, environ)
     indexed, errors = index(load_app(app_dir, environ), app_dir, environ)
     invoker = Invoker(thread_count=thread_pool_size(environ), timeout=host_config.function_timeout_seconds)

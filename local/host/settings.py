@@ -116,18 +116,20 @@ class HostConfig:
     document: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, app_dir: Path) -> HostConfig:
+    def load(cls, app_dir: Path, environ: Mapping[str, str] | None = None) -> HostConfig:
+        """``host.json``, with the ``AzureFunctionsJobHost__<path>`` settings in ``environ`` over it."""
         path = app_dir / "host.json"
+        document: dict[str, Any] = {}
         if not path.is_file():
             log.warning("No host.json in %s: using the defaults of the Functions host", app_dir)
-            return cls()
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise HostError(f"{path}: not valid JSON ({exc})") from exc
-        if not isinstance(document, dict):
-            raise HostError(f"{path}: expected a JSON object at the top level")
-        return cls(document)
+        else:
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise HostError(f"{path}: not valid JSON ({exc})") from exc
+            if not isinstance(document, dict):
+                raise HostError(f"{path}: expected a JSON object at the top level")
+        return cls(_overridden(document, environ or {}))
 
     def extension(self, name: str) -> Mapping[str, Any]:
         """``extensions.<name>`` (``http``, ``rabbitMQ``, ``serviceBus``), empty when absent."""
@@ -147,6 +149,29 @@ class HostConfig:
         if raw is None or str(raw) == "-1":
             return None
         return parse_timespan(str(raw))
+
+
+#: The prefix of an app setting that overrides a host.json value, its path joined with ``__``
+#: (``AzureFunctionsJobHost__logging__logLevel__Function``), as the Functions host reads them.
+HOST_JSON_OVERRIDE = "AzureFunctionsJobHost__"
+
+
+def _overridden(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``document`` with each ``AzureFunctionsJobHost__a__b`` setting's value (a string) at ``a.b``;
+    keys match case-insensitively, as .NET configuration keys do."""
+    prefix = HOST_JSON_OVERRIDE.lower()
+    for name, value in environ.items():
+        if not name.lower().startswith(prefix):
+            continue
+        *parents, leaf = name[len(prefix) :].split("__")
+        node = document
+        for part in parents:
+            key = next((k for k in node if k.lower() == part.lower()), part)
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[next((k for k in node if k.lower() == leaf.lower()), leaf)] = value
+    return document
 
 
 def parse_timespan(text: str) -> float:
