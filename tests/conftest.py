@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from shared.platform.rabbitmq_topology import delete_queue_topology
 from shared.store.store import Store
 from tests.hosting import RunningHost, start_host
 from tests.private_valkey import private_valkey_url
+from tests.waiting import Clock
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 AZURITE_CONNECTION_STRING = os.environ.get(
@@ -153,3 +155,15 @@ def host() -> Iterator[RunningHost]:
     running.stop()
     for priority in PRIORITIES:
         asyncio.run(delete_queue_topology(RABBITMQ_URL, lane_queue(running.queue, priority)))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves, for the processor's notion of now."""
+    return Clock()
+
+
+@pytest.fixture
+def runs() -> Counter[str]:
+    """How often each test task type's handler ran."""
+    return Counter()

@@ -35,11 +35,6 @@ def accepter(broker: StubBroker, store: Store) -> Accepter:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def processor(broker: StubBroker, store: Store, clock: Clock) -> Processor:
     return Processor(store, broker, registry, Hooks(), clock=clock)
 

@@ -50,18 +50,8 @@ def small_registry(runs: Counter[str]) -> Registry:
 
 
 @pytest.fixture
-def runs() -> Counter[str]:
-    return Counter()
-
-
-@pytest.fixture
 def broker() -> StubBroker:
     return StubBroker("tasks")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -59,16 +59,6 @@ def task(task_type: str, task_id: str | None = None, not_before: float | None = 
     return Delivery(envelope.encode(), envelope.id)
 
 
-@pytest.fixture
-def runs() -> Counter[str]:
-    return Counter()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 async def test_each_retry_waits_its_backoff_doubling_to_the_cap(
     store: Store, runs: Counter[str], clock: Clock
 ) -> None:

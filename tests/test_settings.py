@@ -136,7 +136,11 @@ def test_app_settings_override_host_json_values_as_the_functions_host_reads_them
     # AzureFunctionsJobHost__<path>, path parts joined by "__", keys matched whatever their case
     _write(
         tmp_path / "host.json",
-        {"version": "2.0", "logging": {"logLevel": {"Function": "Information"}}, "functionTimeout": "00:01:00"},
+        {
+            "version": "2.0",
+            "logging": {"logLevel": {"Function": "Information"}},
+            "functionTimeout": "00:01:00",
+        },
     )
     environ = {
         "AzureFunctionsJobHost__logging__logLevel__function": "Warning",

@@ -83,11 +83,6 @@ def test_a_type_keeps_its_limits_as_declared_for_display() -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def limits(store: Store, clock: Clock) -> TypeLimits:
     return TypeLimits(store.client, clock=clock, lease_margin=0)
 

@@ -61,18 +61,8 @@ def limited_registry(runs: Counter[str]) -> Registry:
 
 
 @pytest.fixture
-def runs() -> Counter[str]:
-    return Counter()
-
-
-@pytest.fixture
 def broker() -> StubBroker:
     return StubBroker("tasks")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
