@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import re
@@ -279,11 +280,31 @@ def run(app_dir: Path, port: int | None = None) -> int:
         http_socket = bind(local_port)
     except HostError as exc:
         return _fail(str(exc))
+    settle_memory()
     if processes > 1:
         from local.host.workers import run_workers
 
         return run_workers(processes, lambda: serve_forever(loaded, http_socket))
     return serve_forever(loaded, http_socket)
+
+
+#: The young generation's collection threshold while serving (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_memory() -> None:
+    """Once the app is indexed: move everything loaded so far out of the collector's sight, and
+    collect the young generation less often.
+
+    Under load CPython's defaults run a young collection every few requests and a full one every
+    few seconds over every module, function and client the host and the app hold, none of them
+    garbage: about a seventh of the host's CPU at full load. Frozen before a fork, those objects
+    also stay shared with the worker processes. Garbage cycles are still collected, only later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _fail(message: str) -> int:
