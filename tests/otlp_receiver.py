@@ -48,6 +48,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     links: list[tuple[str, str]]
     resource: dict[str, Any]
+    #: (name, attributes) of each event on the span, in order.
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class ReceivedLog:
     trace_id: str
     span_id: str
     attributes: dict[str, Any]
+    #: OTLP severity number: 9 INFO, 13 WARN, 17 ERROR.
+    severity: int = 0
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Received:
                         attributes(span.attributes),
                         [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                         resource,
+                        [(event.name, attributes(event.attributes)) for event in span.events],
                     )
                     with self.lock:
                         self.spans.append(received)
@@ -116,6 +121,7 @@ class Received:
                         record.trace_id.hex(),
                         record.span_id.hex(),
                         attributes(record.attributes),
+                        record.severity_number,
                     )
                     with self.lock:
                         self.logs.append(received)

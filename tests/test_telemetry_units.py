@@ -177,6 +177,50 @@ def test_telemetry_is_on_with_an_endpoint_or_the_console(environ: dict[str, str]
     assert telemetry.TelemetrySettings.from_environ(environ).enabled is enabled
 
 
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [("", logging.WARNING), ("info", logging.INFO), (" DEBUG ", logging.DEBUG), ("ERROR", logging.ERROR)],
+)
+def test_the_log_export_level_is_warning_unless_set(text: str, level: int) -> None:
+    assert telemetry.TelemetrySettings.from_environ({"TASKLANE_OTLP_LOG_LEVEL": text}).log_export_level == level
+
+
+def test_an_unknown_log_export_level_keeps_the_default_and_names_the_setting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert telemetry.log_export_level("chatty") == logging.WARNING
+    assert "TASKLANE_OTLP_LOG_LEVEL='chatty' is not a level" in caplog.text
+
+
+def test_a_valkey_round_trip_is_an_event_on_the_current_span(
+    hooks: TracingHooks, spans: InMemorySpanExporter
+) -> None:
+    # Given a request span, When two round trips are made in it, the second failing
+    with hooks.request("/api/tasks", "POST", None):
+        with hooks.store_call("record_accepted", ["t-1"]):
+            pass
+        with pytest.raises(ConnectionError), hooks.store_call("begin", ["t-1"]):
+            raise ConnectionError("lost")
+    # Then there is one span, with an event per round trip: its operation, duration, and error type
+    (span,) = spans.get_finished_spans()
+    names = [event.name for event in span.events]
+    assert names == ["valkey record_accepted", "valkey begin"]
+    ok, failed = (dict(event.attributes or {}) for event in span.events)
+    assert ok["db.system.name"] == "valkey"
+    assert ok["db.operation.name"] == "record_accepted"
+    assert ok["tasklane.valkey.duration_ms"] >= 0
+    assert "error.type" not in ok
+    assert failed["error.type"] == "ConnectionError"
+    assert span.start_time is not None
+    assert span.start_time <= span.events[0].timestamp <= span.events[1].timestamp
+
+
+def test_a_valkey_round_trip_outside_any_span_records_nothing(hooks: TracingHooks) -> None:
+    with hooks.store_call("reconcile", []):
+        pass
+    assert not trace.get_current_span().is_recording()
+
+
 def test_resource_names_the_app_and_azure_where_it_runs() -> None:
     settings = telemetry.TelemetrySettings.from_environ(
         {

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 TRACE_CONSOLE = "TASKLANE_TRACE_CONSOLE"
 OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
+#: The lowest level of the log records exported over OTLP.
+LOG_EXPORT_LEVEL = "TASKLANE_OTLP_LOG_LEVEL"
+#: By default warnings and errors: a task's success is in its trace already (span, status, duration),
+#: and a line per task would be the largest share of what a busy app exports.
+DEFAULT_LOG_EXPORT_LEVEL = logging.WARNING
 SPAN_QUEUE_SIZE = 32768
 
 #: The task a log record belongs to (set while a task's span is current).
@@ -56,6 +61,8 @@ class TelemetrySettings:
     instance: str
     #: The OTLP headers are a Key Vault reference the platform left unresolved: no OTLP export.
     unresolved_headers: bool = False
+    #: Log records below this level stay on the console, not exported (``TASKLANE_OTLP_LOG_LEVEL``).
+    log_export_level: int = DEFAULT_LOG_EXPORT_LEVEL
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> TelemetrySettings:
@@ -71,11 +78,32 @@ class TelemetrySettings:
             site_name=site,
             instance=env.get("WEBSITE_INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
             unresolved_headers=unresolved,
+            log_export_level=log_export_level(env.get(LOG_EXPORT_LEVEL, "")),
         )
 
     @property
     def enabled(self) -> bool:
         return not self.sdk_disabled and (self.endpoint is not None or self.console)
+
+
+def log_export_level(text: str) -> int:
+    """``TASKLANE_OTLP_LOG_LEVEL``: a level name (``INFO``, ``warning``, …); empty is the default.
+
+    An unknown name keeps the default and says so, naming the setting and the levels it takes.
+    """
+    name = text.strip().upper()
+    if not name:
+        return DEFAULT_LOG_EXPORT_LEVEL
+    level = logging.getLevelNamesMapping().get(name)
+    if level is None:
+        log.warning(
+            "%s=%r is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL); exporting %s and above",
+            LOG_EXPORT_LEVEL,
+            text,
+            logging.getLevelName(DEFAULT_LOG_EXPORT_LEVEL),
+        )
+        return DEFAULT_LOG_EXPORT_LEVEL
+    return level
 
 
 def configure(environ: Mapping[str, str] | None = None) -> Hooks:
@@ -126,7 +154,7 @@ def _install(settings: TelemetrySettings) -> Hooks:
 
         tracer_provider.add_span_processor(ConsoleTraceProcessor())
     if settings.endpoint:
-        _install_exporters(resource, tracer_provider)
+        _install_exporters(resource, tracer_provider, settings.log_export_level)
     trace.set_tracer_provider(tracer_provider)
     instruments.instruments.create(metrics.get_meter("tasklane"))
     logging.setLogRecordFactory(_correlated_record_factory(logging.getLogRecordFactory()))
@@ -137,7 +165,7 @@ def _install(settings: TelemetrySettings) -> Hooks:
     return TracingHooks(metrics.get_meter_provider(), tracer_provider.get_tracer("tasklane"))
 
 
-def _install_exporters(resource: Any, tracer_provider: Any) -> None:
+def _install_exporters(resource: Any, tracer_provider: Any, log_level: int) -> None:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -158,7 +186,7 @@ def _install_exporters(resource: Any, tracer_provider: Any) -> None:
     with warnings.catch_warnings():
         # Deprecated in favour of a package we do not ship; it still does exactly this job.
         warnings.simplefilter("ignore", DeprecationWarning)
-        handler = LoggingHandler(logger_provider=logger_provider)
+        handler = LoggingHandler(level=log_level, logger_provider=logger_provider)
     handler.addFilter(lambda record: not record.name.startswith(("opentelemetry", "urllib3")))
     logging.getLogger().addHandler(handler)
 

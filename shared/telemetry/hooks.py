@@ -4,6 +4,7 @@ adds OpenTelemetry spans on top. :func:`shared.telemetry.configure` picks one (o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -23,6 +24,8 @@ from shared.telemetry.tracecontext import as_parent, format_traceparent, parse
 TASK_ID = "tasklane.task.id"
 TASK_IDS = "tasklane.task.ids"
 TASK_TYPE = "tasklane.task.type"
+#: A Valkey round trip's duration, on its event (milliseconds).
+STORE_DURATION = "tasklane.valkey.duration_ms"
 
 
 class MetricsHooks(Hooks):
@@ -46,7 +49,7 @@ class MetricsHooks(Hooks):
 
 
 class TracingHooks(MetricsHooks):
-    """One trace per task: HTTP → send → process → task, with a client span per Valkey round trip."""
+    """One trace per task: HTTP → send → process → task, with an event per Valkey round trip."""
 
     def __init__(self, meter_provider: Any, tracer: trace.Tracer) -> None:
         super().__init__(meter_provider)
@@ -113,18 +116,10 @@ class TracingHooks(MetricsHooks):
                 span.end()
 
     def store_call(self, operation: str, task_ids: Sequence[str]) -> AbstractContextManager[None]:
-        attributes: dict[str, Any] = {
-            "db.system.name": "valkey",
-            "db.system": "valkey",
-            "db.operation.name": operation,
-        }
-        if len(task_ids) == 1:
-            attributes[TASK_ID] = task_ids[0]
-        else:
-            attributes[TASK_IDS] = list(task_ids)
-        return self._tracer.start_as_current_span(  # type: ignore[return-value]
-            f"valkey {operation}", kind=SpanKind.CLIENT, attributes=attributes
-        )
+        # An event on the span around it (the request's, or the process span), not a span of its
+        # own: the task's spans already name the tasks, and a child span per round trip cost more
+        # than the round trip (its ids, context switch, processor and export).
+        return _StoreEvent(operation)
 
     def processing(
         self, system: str, queue: str, deliveries: Sequence[Delivery]
@@ -155,6 +150,33 @@ class TracingHooks(MetricsHooks):
             f"process {queue}", parent, SpanKind.CONSUMER, attributes, links
         ) as span:
             yield _TracedProcess(self._tracer, span, producers)
+
+
+class _StoreEvent:
+    """``valkey <operation>`` as an event on the current span, stamped when the round trip began, with
+    its duration and, when it failed, the error's type."""
+
+    __slots__ = ("_operation", "_started")
+
+    def __init__(self, operation: str) -> None:
+        self._operation = operation
+        self._started = 0
+
+    def __enter__(self) -> None:
+        self._started = time.time_ns()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        attributes: dict[str, Any] = {
+            "db.system.name": "valkey",
+            "db.operation.name": self._operation,
+            STORE_DURATION: (time.time_ns() - self._started) / 1e6,
+        }
+        if kind is not None:
+            attributes["error.type"] = kind.__name__
+        span.add_event(f"valkey {self._operation}", attributes, self._started)
 
 
 class _SpanRequest(RequestScope):
