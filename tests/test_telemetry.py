@@ -199,7 +199,8 @@ def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, recei
         assert record.span_id in {s.span_id for s in handler_spans()}
     # And nothing below WARNING is exported (TASKLANE_OTLP_LOG_LEVEL's default): successes are in the trace
     severities = {r.severity for r in receiver.received.snapshot_logs()}
-    assert severities and min(severities) >= WARN
+    assert severities
+    assert min(severities) >= WARN
     # And the failed attempts and the final dead-lettering are counted by outcome
     for outcome in ("failed", "dead_lettered"):
         eventually(

@@ -182,7 +182,8 @@ def test_telemetry_is_on_with_an_endpoint_or_the_console(environ: dict[str, str]
     [("", logging.WARNING), ("info", logging.INFO), (" DEBUG ", logging.DEBUG), ("ERROR", logging.ERROR)],
 )
 def test_the_log_export_level_is_warning_unless_set(text: str, level: int) -> None:
-    assert telemetry.TelemetrySettings.from_environ({"TASKLANE_OTLP_LOG_LEVEL": text}).log_export_level == level
+    settings = telemetry.TelemetrySettings.from_environ({"TASKLANE_OTLP_LOG_LEVEL": text})
+    assert settings.log_export_level == level
 
 
 def test_an_unknown_log_export_level_keeps_the_default_and_names_the_setting(
