@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import azure.functions as func
 import pytest
 
@@ -185,6 +186,78 @@ async def test_traceparent_header_reaches_the_context(broker: Broker, start_list
     await broker.publish(b"x", headers={"traceparent": bytearray(parent.encode()), "tracestate": "vendor=1"})
     await until(lambda: bool(seen), 5, "the invocation")
     assert seen == [(parent, "vendor=1")]
+
+
+@pytest.fixture
+def ack_frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Every ``basic.ack`` the process writes during the test, as ``(delivery tag, multiple)``."""
+    frames: list[tuple[int, bool]] = []
+    basic_ack = aiormq.Channel.basic_ack
+
+    async def recording(channel: aiormq.Channel, delivery_tag: int, multiple: bool = False) -> None:
+        frames.append((delivery_tag, multiple))
+        await basic_ack(channel, delivery_tag, multiple)
+
+    monkeypatch.setattr(aiormq.Channel, "basic_ack", recording)
+    return frames
+
+
+async def test_acks_of_concurrent_invocations_are_coalesced(
+    broker: Broker, start_listener: StartListener, ack_frames: list[tuple[int, bool]]
+) -> None:
+    # Given 300 messages waiting and a function that takes a moment for each
+    bodies = [f"m{i}" for i in range(300)]
+    await broker.publish(*(body.encode() for body in bodies))
+    processed: list[str] = []
+
+    async def handler(message: str) -> None:
+        await asyncio.sleep(0.01)
+        processed.append(message)
+
+    # When the listener works through them, thirty at a time
+    listener = await start_listener(handler, prefetch=30)
+    await until(lambda: len(processed) == len(bodies), 15, "every message to be processed")
+    await listener.stop()
+    # Then each ran once and all are acked (closing the channel returned none), in fewer frames
+    assert sorted(processed) == sorted(bodies)
+    assert await broker.depth() == 0
+    assert any(multiple for _, multiple in ack_frames)
+    assert len(ack_frames) < len(bodies) / 2
+
+
+async def test_coalesced_acks_never_cover_a_failing_message(
+    broker: Broker,
+    start_listener: StartListener,
+    ack_frames: list[tuple[int, bool]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a function that fails the first try of every seventh message, among quick successes
+    caplog.set_level(logging.WARNING, logger="local.host.triggers.rabbitmq")
+    bodies = [f"m{i}" for i in range(210)]
+    failing = set(bodies[::7])
+    await broker.publish(*(body.encode() for body in bodies))
+    tries: list[str] = []
+
+    async def handler(message: str) -> None:
+        tries.append(message)
+        await asyncio.sleep(0.005)
+        if message in failing and tries.count(message) == 1:
+            raise RuntimeError("first try")
+
+    # When the listener works through them
+    listener = await start_listener(handler, prefetch=30)
+    expected = sorted(bodies + sorted(failing))
+    await until(lambda: len(tries) >= len(expected), 15, "every message and retry to run")
+    await asyncio.sleep(0.2)
+    await listener.stop()
+    # Then every message ran once more per failure and no more: had a multiple ack covered a failing
+    # delivery, its own ack would be a second one, the broker would close the channel and redeliver
+    assert sorted(tries) == expected
+    assert "not settled" not in caplog.text
+    assert "Lost the RabbitMQ consumer" not in caplog.text
+    assert any(multiple for _, multiple in ack_frames)
+    assert await broker.depth() == 0
+    assert await broker.take(broker.topology.dead_letter_queue, expected=1, within=0.2) == []
 
 
 # --- failures ------------------------------------------------------------------------------------

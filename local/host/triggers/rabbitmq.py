@@ -18,6 +18,13 @@ acked, a broker that cannot be reached at start is retried in the background (se
 jittered exponential backoff, until the queue can be consumed again. A message is acked only after
 its invocation finished; one whose channel died meanwhile is redelivered by the broker (at least
 once).
+
+The extension acks each message on its own (``BasicAck(deliveryTag, false)``); here the acks of
+successful invocations are coalesced (:mod:`local.host.triggers.rabbitmq_acks`): once per loop
+turn, the finished prefix of the channel's deliveries is acked with one ``multiple=True`` ack, and
+finished messages behind one still running are acked one by one. Nothing an app can observe
+changes: a message is still acked only after its invocation finished, never with one that failed
+or was left for redelivery, and a lost channel still redelivers what it had not acked.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aio_pika
@@ -40,6 +48,7 @@ from local.host.errors import FunctionFailedError, HostError, IndexingError, Lis
 from local.host.indexing import IndexedFunction
 from local.host.invoker import Invoker
 from local.host.triggers import ListenerContext
+from local.host.triggers.rabbitmq_acks import AckTracker
 from local.host.triggers.rabbitmq_options import RabbitMQTriggerOptions
 from shared.platform.backoff import backoff_delay
 
@@ -215,8 +224,10 @@ class RabbitMQListener:
             underlay = await channel.get_underlay_channel()
             underlay.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
             # Consume on the AMQP channel itself: aio-pika would wrap every delivery in an
-            # IncomingMessage, which costs more than the delivery on a busy queue.
-            consume_ok = await underlay.basic_consume(self.queue_name, self._on_message, no_ack=False)
+            # IncomingMessage, which costs more than the delivery on a busy queue. Delivery tags
+            # belong to the channel, and so does the tracker that acks them.
+            on_message = partial(self._on_message, AckTracker(underlay))
+            consume_ok = await underlay.basic_consume(self.queue_name, on_message, no_ack=False)
             tag = consume_ok.consumer_tag
         except BaseException:
             await _close_quietly(connection)
@@ -265,9 +276,10 @@ class RabbitMQListener:
                     exc,
                 )
 
-    async def _on_message(self, message: DeliveredMessage) -> None:
+    async def _on_message(self, acks: AckTracker, message: DeliveredMessage) -> None:
         # aiormq runs this callback in a task it cancels when the channel closes; the invocation
         # gets a task of its own so a lost connection never interrupts a running function.
+        acks.delivered(_tag(message))
         if self._stopping:
             log.debug(
                 "Message %s (delivery tag %s) left for redelivery: stopping",
@@ -275,11 +287,11 @@ class RabbitMQListener:
                 message.delivery_tag,
             )
             return
-        task = asyncio.create_task(self._process(message), name=f"rabbitmq:{message.delivery_tag}")
+        task = asyncio.create_task(self._process(message, acks), name=f"rabbitmq:{message.delivery_tag}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _process(self, message: DeliveredMessage) -> None:
+    async def _process(self, message: DeliveredMessage, acks: AckTracker) -> None:
         headers: Mapping[str, Any] = message.header.properties.headers or {}
         invocation_id = str(uuid.uuid4())
         log.debug(
@@ -307,13 +319,15 @@ class RabbitMQListener:
             succeeded = False
         try:
             if succeeded:
-                await message.channel.basic_ack(_tag(message))
+                await acks.succeeded(_tag(message))
                 log.debug("Acked message %s (delivery tag %s)", _message_id(message), message.delivery_tag)
             else:
                 await self._retry_or_dead_letter(message, headers)
+                acks.settled(_tag(message))
         except Exception as exc:
             # The original was not acked, so the broker redelivers it once its channel is gone (a
-            # retry copy published just before may then run too: at least once, never lost).
+            # retry copy published just before may then run too: at least once, never lost). It
+            # stays tracked: a later multiple ack on a channel still open must not cover it.
             log.warning(
                 "Message %s (delivery tag %s) of queue %s not settled, the broker redelivers it: %r",
                 _message_id(message),
