@@ -58,6 +58,8 @@ class MetricPoint:
     attributes: dict[str, Any]
     value: float
     time_unix_nano: int
+    #: How many exemplars (pointers to a trace) the point carries.
+    exemplars: int = 0
 
 
 @dataclass
@@ -107,7 +109,11 @@ class Received:
                         else:
                             value = point.as_double if point.HasField("as_double") else float(point.as_int)
                         record = MetricPoint(
-                            metric.name, attributes(point.attributes), value, point.time_unix_nano
+                            metric.name,
+                            attributes(point.attributes),
+                            value,
+                            point.time_unix_nano,
+                            len(point.exemplars),
                         )
                         with self.lock:
                             self.points.append(record)

@@ -167,6 +167,10 @@ def test_metrics_count_accepted_and_processed_tasks(host: RunningHost, receiver:
         )
 
     eventually(exported, within=10)
+    # And no point carries exemplars, which SigNoz does not store (OTEL_METRICS_EXEMPLAR_FILTER unset)
+    recorded_in_spans = receiver.received.snapshot_points("tasklane.task.duration")
+    assert recorded_in_spans
+    assert all(p.exemplars == 0 for p in recorded_in_spans)
 
 
 def test_a_failing_task_logs_with_its_trace_and_task_id(host: RunningHost, receiver: OTLPReceiver) -> None:

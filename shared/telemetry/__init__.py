@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 TRACE_CONSOLE = "TASKLANE_TRACE_CONSOLE"
 OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
+EXEMPLAR_FILTER = "OTEL_METRICS_EXEMPLAR_FILTER"
 #: The lowest level of the log records exported over OTLP.
 LOG_EXPORT_LEVEL = "TASKLANE_OTLP_LOG_LEVEL"
 #: By default warnings and errors: a task's success is in its trace already (span, status, duration),
@@ -171,7 +172,7 @@ def _install_exporters(resource: Any, tracer_provider: Any, log_level: int) -> N
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -180,7 +181,12 @@ def _install_exporters(resource: Any, tracer_provider: Any, log_level: int) -> N
     queue_size = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else SPAN_QUEUE_SIZE
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), max_queue_size=queue_size))
     reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    # No exemplars unless OTEL_METRICS_EXEMPLAR_FILTER asks: SigNoz stores none (SigNoz/signoz#12433),
+    # and the SDK's default samples one at every measurement made inside a sampled span.
+    exemplars = None if os.environ.get(EXEMPLAR_FILTER) else AlwaysOffExemplarFilter()
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=[reader], exemplar_filter=exemplars)
+    )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
     with warnings.catch_warnings():
