@@ -1,9 +1,11 @@
 """The bench's arithmetic and verdicts, from tables: percentiles, ratios to the ceiling, targets met or
-not, what the open-loop generator reads off the wire, and the bench's arguments. Nothing here is timed."""
+not, what the open-loop generator reads off the wire, the bench's arguments and its CPU counter.
+Nothing here is timed: the CPU counter is only checked to count at least what this process spent."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from local.bench.ceiling import DEFAULT_PREFETCH, Ceiling, combine, host_prefetch
 from local.bench.direct import Timing, summarise
-from local.bench.host import without_telemetry
+from local.bench.host import machine_cpu_seconds, without_telemetry
 from local.bench.latency import percentile, summary_ms
 from local.bench.openloop import parse_response, request_bytes
 from local.bench.runner import parser
@@ -250,3 +252,12 @@ def test_the_phases_meant_without_telemetry_drop_the_shells_otel_settings() -> N
     }
     # Then the host and the direct bench of the untraced phases see none of it
     assert without_telemetry(shell) == {"PATH": "/usr/bin"}
+
+
+def test_machine_cpu_counts_this_process_busy_time() -> None:
+    # Given the machine's busy CPU so far, When this process spins for 0.3 s of its own CPU
+    before, mine = machine_cpu_seconds(), time.process_time()
+    while time.process_time() - mine < 0.3:
+        pass
+    # Then the machine was busy at least that long (other processes only add to it)
+    assert machine_cpu_seconds() - before >= 0.25

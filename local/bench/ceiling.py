@@ -33,6 +33,7 @@ import aiormq
 import valkey.asyncio as valkey
 from aiormq.abc import DeliveredMessage
 
+from local.bench.host import machine_cpu_seconds
 from local.bench.loop import run
 
 #: The extension's default prefetch, used when ``host.json`` sets none.
@@ -56,6 +57,8 @@ class Ceiling:
     per_second: float
     publisher_cpu_us_per_message: float
     consumer_cpu_us_per_message: float
+    #: The whole machine's CPU per message: both clients, RabbitMQ and Valkey.
+    machine_cpu_us_per_message: float = 0.0
 
 
 def combine(runs: Sequence[Ceiling]) -> dict[str, Any]:
@@ -71,6 +74,7 @@ def combine(runs: Sequence[Ceiling]) -> dict[str, Any]:
             sum(r.publisher_cpu_us_per_message for r in runs) / len(runs), 1
         ),
         "consumer_cpu_us_per_message": round(sum(r.consumer_cpu_us_per_message for r in runs) / len(runs), 1),
+        "machine_cpu_us_per_message": round(sum(r.machine_cpu_us_per_message for r in runs) / len(runs), 1),
         "runs": [asdict(run) for run in runs],
     }
 
@@ -99,6 +103,8 @@ def measure(amqp_url: str, valkey_url: str, messages: int, in_flight: int, prefe
         assert consumer.stdout is not None
         if consumer.stdout.readline().strip() != "ready":
             raise SystemExit(f"error: the ceiling's consumer did not start: {consumer.communicate()[1]}")
+        # From the consumer's readiness: the publisher's start-up (imports) is counted, a few us/message.
+        machine_before = machine_cpu_seconds()
         published = _result(
             subprocess.run(
                 [*role, "publish", *common, "--in-flight", str(in_flight)],
@@ -109,6 +115,7 @@ def measure(amqp_url: str, valkey_url: str, messages: int, in_flight: int, prefe
             "publisher",
         )
         out, err = consumer.communicate(timeout=PATIENCE + 10)
+        machine = machine_cpu_seconds() - machine_before
         consumed = _result(
             subprocess.CompletedProcess(consumer.args, consumer.returncode, out, err), "consumer"
         )
@@ -126,6 +133,7 @@ def measure(amqp_url: str, valkey_url: str, messages: int, in_flight: int, prefe
         round(messages / seconds, 1),
         round(published["cpu_seconds"] * 1e6 / messages, 1),
         round(consumed["cpu_seconds"] * 1e6 / messages, 1),
+        round(machine * 1e6 / messages, 1),
     )
 
 

@@ -125,6 +125,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of the machine has been busy so far (``/proc/stat``: user, nice, system,
+    irq and softirq): the host, the broker, Valkey and the load generator together."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of ``pid`` and its child processes, summed, in MB."""
     total = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from local.bench import openloop
-from local.bench.host import cpu_seconds
+from local.bench.host import cpu_seconds, machine_cpu_seconds
 from local.bench.latency import summary_ms
 from local.bench.progress import api, wait_processed
 
@@ -45,6 +45,8 @@ class Phase:
     lost: int = 0
     #: CPU time the host spent per task (user + system, all its processes): robust to other load.
     host_cpu_us_per_task: float = 0.0
+    #: CPU time the whole machine spent per task: the host, RabbitMQ, Valkey and h2load together.
+    machine_cpu_us_per_task: float = 0.0
 
 
 def closed_loop(url: str, key: str, body: str, requests: int, concurrency: int) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def _wait(name: str, base: str, key: str, target: int, patience: float, started:
 def run_phase(phase: Phase, base: str, key: str, payload: Any, host_pid: int, patience: float) -> Phase:
     """Load the host with ``phase.requests`` POSTs of ``payload``, then wait for every task."""
     already = processed(base, key)
-    cpu_before = cpu_seconds(host_pid)
+    cpu_before, machine_before = cpu_seconds(host_pid), machine_cpu_seconds()
     started = time.monotonic()
     load = closed_loop(f"{base}/api/tasks", key, json.dumps(payload), phase.requests, phase.concurrency)
     per_request = len(payload) if isinstance(payload, list) else 1
@@ -113,6 +115,8 @@ def run_phase(phase: Phase, base: str, key: str, payload: Any, host_pid: int, pa
     phase.processed_per_second = round(phase.succeeded / phase.end_to_end_seconds, 1)
     if phase.succeeded:
         phase.host_cpu_us_per_task = round((cpu_seconds(host_pid) - cpu_before) * 1e6 / phase.succeeded, 1)
+        machine = machine_cpu_seconds() - machine_before
+        phase.machine_cpu_us_per_task = round(machine * 1e6 / phase.succeeded, 1)
     return phase
 
 

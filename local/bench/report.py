@@ -27,7 +27,7 @@ def _rounds(figures: list[float]) -> str:
 def _phases(report: Mapping[str, Any]) -> None:
     header = (
         f"{'phase':<8}{'tasks':>8}{'non-2xx':>9}{'accepted/s':>12}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
-        f"{'e2e tasks/s':>13}{'x ceiling':>11}{'lost':>6}{'host CPU us/task':>18}"
+        f"{'e2e tasks/s':>13}{'x ceiling':>11}{'lost':>6}{'host CPU us/task':>18}{'machine CPU us/task':>21}"
     )
     print(header)
     print("-" * len(header))
@@ -39,6 +39,7 @@ def _phases(report: Mapping[str, Any]) -> None:
             f"{_ms(p['latency_ms'], 'p50'):>8}{_ms(p['latency_ms'], 'p99'):>8}"
             f"{_ms(p['latency_ms'], 'p99.9'):>10}{p['processed_per_second']:>13.0f}"
             f"{'-' if ratio is None else f'{ratio:.2f}':>11}{p['lost']:>6}{p['host_cpu_us_per_task']:>18.0f}"
+            f"{p.get('machine_cpu_us_per_task', 0):>21.0f}"
         )
     for p in report["phases"]:
         if p["non_2xx"]:
@@ -93,7 +94,8 @@ def print_table(report: Mapping[str, Any]) -> None:
         print(
             f"ceiling (raw queue path, no HTTP, no app): {raw['per_second']:,.0f} messages/s (mean of {each},"
             f" before and after); client CPU {raw['publisher_cpu_us_per_message']:g} us/message publishing,"
-            f" {raw['consumer_cpu_us_per_message']:g} us/message consuming"
+            f" {raw['consumer_cpu_us_per_message']:g} us/message consuming;"
+            f" machine CPU {raw.get('machine_cpu_us_per_message', 0):g} us/message (both, RabbitMQ, Valkey)"
         )
         if raw["spread"] > BUSY_SPREAD:
             print(
