@@ -34,6 +34,8 @@ NOT_SET_IN_AZURE = {
     "WEBSITE_INSTANCE_ID": "set by the platform on every instance",
     "OTEL_SDK_DISABLED": "an off switch for telemetry; unset means on",
     "OTEL_BSP_MAX_QUEUE_SIZE": "optional tuning; the code's own default applies when unset",
+    "OTEL_METRICS_EXEMPLAR_FILTER": "the SDK's setting; unset means no exemplars, which SigNoz does not keep",
+    "TASKLANE_OTLP_LOG_LEVEL": "optional; unset exports warnings and errors, the default meant for Azure",
     "TASKLANE_TRACE_CONSOLE": "a local debugging aid (a console line per trace); off in Azure",
     "VALKEY_PASSWORD": "the password path of other hosts; in Azure the app signs in with an Entra token",
     "VALKEY_PASSWORD_SECRET_URI": "follows a Key Vault password on other hosts; Azure's cache has none",
