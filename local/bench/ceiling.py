@@ -88,11 +88,13 @@ def host_prefetch(host_json: Path) -> int:
     return int(config.get("extensions", {}).get("rabbitMQ", {}).get("prefetchCount", DEFAULT_PREFETCH))
 
 
-def measure(amqp_url: str, valkey_url: str, messages: int, in_flight: int, prefetch: int) -> Ceiling:
+def measure(
+    amqp_url: str, valkey_url: str, messages: int, in_flight: int, prefetch: int, queue: str = QUEUE
+) -> Ceiling:
     """Run the consumer and the publisher as processes of their own and time the whole path."""
-    run(_fresh_queue(amqp_url))
+    run(_fresh_queue(amqp_url, queue))
     role = [sys.executable, "-m", "local.bench.ceiling"]
-    common = ["--amqp", amqp_url, "--queue", QUEUE, "--count", str(messages)]
+    common = ["--amqp", amqp_url, "--queue", queue, "--count", str(messages)]
     consumer = subprocess.Popen(
         [*role, "consume", *common, "--valkey", valkey_url, "--prefetch", str(prefetch)],
         stdout=subprocess.PIPE,
@@ -123,7 +125,7 @@ def measure(amqp_url: str, valkey_url: str, messages: int, in_flight: int, prefe
         if consumer.poll() is None:
             consumer.kill()
             consumer.wait()
-        run(_delete_queue(amqp_url))
+        run(_delete_queue(amqp_url, queue))
     seconds = consumed["finished"] - published["started"]
     return Ceiling(
         messages,
@@ -147,19 +149,19 @@ def _result(done: subprocess.CompletedProcess[str], role: str) -> dict[str, floa
     return found
 
 
-async def _fresh_queue(amqp_url: str) -> None:
+async def _fresh_queue(amqp_url: str, queue: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        await channel.queue_delete(QUEUE)
-        await channel.declare_queue(QUEUE, durable=True)
+        await channel.queue_delete(queue)
+        await channel.declare_queue(queue, durable=True)
 
 
-async def _delete_queue(amqp_url: str) -> None:
+async def _delete_queue(amqp_url: str, queue: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        await channel.queue_delete(QUEUE)
+        await channel.queue_delete(queue)
 
 
 async def publish(amqp_url: str, queue: str, count: int, in_flight: int) -> dict[str, float]:

@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with own_valkey() as valkey_url:
         env = {
             "TASKLANE_PROFILE": "local",
-            "TASKS_QUEUE": QUEUE,
+            # Named by the port, as the host is: two benches at once keep out of each other's queues.
+            "TASKS_QUEUE": f"{QUEUE}-{args.port}",
             "RabbitMQConnection": RABBITMQ_URL,
             "VALKEY_URL": valkey_url,
             "TASKS_MAX_BACKLOG": str(10**9),
@@ -149,7 +150,7 @@ def _fresh_queues(env: dict[str, str]) -> None:
 
     async def delete() -> None:
         for priority in PRIORITIES:
-            await delete_queue_topology(RABBITMQ_URL, lane_queue(QUEUE, priority))
+            await delete_queue_topology(RABBITMQ_URL, lane_queue(env["TASKS_QUEUE"], priority))
 
     asyncio.run(delete())
     declare_app_queues(env)
@@ -160,7 +161,8 @@ def _ceiling(args: argparse.Namespace, valkey_url: str, when: str) -> ceiling.Ce
     count = args.ceiling or args.single
     print(f"ceiling ({when}): {count:,} messages through RabbitMQ and Valkey, no HTTP, no app", flush=True)
     prefetch = ceiling.host_prefetch(ROOT / "host.json")
-    measured = ceiling.measure(RABBITMQ_URL, valkey_url, count, args.concurrency, prefetch)
+    queue = f"{ceiling.QUEUE}-{args.port}"
+    measured = ceiling.measure(RABBITMQ_URL, valkey_url, count, args.concurrency, prefetch, queue)
     print(f"  ceiling: {measured.per_second:,.0f} messages/s", flush=True)
     return measured
 
