@@ -298,8 +298,9 @@ def settle_memory() -> None:
 
     Under load CPython's defaults run a young collection every few requests and a full one every
     few seconds over every module, function and client the host and the app hold, none of them
-    garbage: about a seventh of the host's CPU at full load. Frozen before a fork, those objects
-    also stay shared with the worker processes. Garbage cycles are still collected, only later.
+    garbage: 1.5 s spent in collections per 15,000 bench tasks, 0.01 s with this. Frozen before a
+    fork, those objects also stay shared with the worker processes. Garbage cycles are still
+    collected, only later.
     """
     gc.collect()
     gc.freeze()

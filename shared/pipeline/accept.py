@@ -132,7 +132,7 @@ class Accepter:
     async def _record_and_send(
         self, envelopes: list[TaskEnvelope], ids: list[str], is_batch: bool
     ) -> Accepted:
-        with self._hooks.store_call("record_accepted", ids):
+        with self._hooks.store_call("record_accepted"):
             admitted, backlog = await self._store.record_accepted(
                 envelopes, self._hooks.trace_id(), max_backlog=self._max_backlog
             )

@@ -64,8 +64,8 @@ class Hooks:
         """Around a send; yields the messages to send (with trace headers added, where traced)."""
         return _sending(messages)
 
-    def store_call(self, operation: str, task_ids: Sequence[str]) -> AbstractContextManager[None]:
-        """Around one Valkey round trip made for ``task_ids``."""
+    def store_call(self, operation: str) -> AbstractContextManager[None]:
+        """Around one Valkey round trip, ``operation``, made inside the current request or process."""
         return _NO_CALL
 
     def processing(

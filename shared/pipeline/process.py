@@ -199,7 +199,7 @@ class Processor:
 
     async def _admit(self, plans: Sequence[_Plan], hold: float) -> list[Admission]:
         tasks = [(plan.envelope.id, plan.task_type) for plan in plans if plan.task_type is not None]
-        with self._hooks.store_call("admit", [task_id for task_id, _ in tasks]):
+        with self._hooks.store_call("admit"):
             return await self._patiently(lambda: self._limits.admit(tasks, hold))
 
     async def _at_turn(
@@ -271,11 +271,10 @@ class Processor:
         self, plans: list[_Plan], deliveries: Sequence[Delivery], scope: ProcessScope
     ) -> tuple[dict[int, Decision], list[Outcome]]:
         """The decisions taken without running, and the recorded outcomes still to settle."""
-        ids = [plan.envelope.id for plan in plans]
         decisions: dict[int, Decision] = {}
         token = uuid.uuid4().hex  # one start, however often Valkey must be asked
         try:
-            with self._hooks.store_call("begin", ids):
+            with self._hooks.store_call("begin"):
                 attempts = await self._patiently(
                     lambda: self._store.begin([(plan.envelope, plan.cache) for plan in plans], token)
                 )
@@ -292,7 +291,7 @@ class Processor:
         if not outcomes:
             return decisions, []
         try:
-            with self._hooks.store_call("record", [o.envelope.id for o in outcomes]):
+            with self._hooks.store_call("record"):
                 await self._patiently(lambda: self._store.record(outcomes))
         except StoreError as exc:
             # The handlers ran but Valkey never heard: hand the messages back (a later delivery may run

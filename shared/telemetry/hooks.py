@@ -115,7 +115,7 @@ class TracingHooks(MetricsHooks):
             for span in spans:
                 span.end()
 
-    def store_call(self, operation: str, task_ids: Sequence[str]) -> AbstractContextManager[None]:
+    def store_call(self, operation: str) -> AbstractContextManager[None]:
         # An event on the span around it (the request's, or the process span), not a span of its
         # own: the task's spans already name the tasks, and a child span per round trip cost more
         # than the round trip (its ids, context switch, processor and export).
